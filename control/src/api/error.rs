@@ -1,0 +1,140 @@
+//! The one place errors become HTTP responses:
+//! `{"error":{"code":"…","message":"…","retryable":bool}}` with the right status.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use crate::auth::AuthError;
+use crate::docker::DockerError;
+use crate::sandbox::SandboxError;
+use crate::workspace::FilesError;
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub retry_after: Option<u64>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    /// A failure that is berth's, not the client's: the cause goes to the
+    /// log under an id the client is given.
+    pub fn internal(cause: &dyn std::fmt::Display) -> Self {
+        let id = ulid::Ulid::generate().to_string().to_ascii_lowercase();
+        tracing::error!(error_id = %id, error = %cause, "internal error");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("internal error {id}; the control plane's log has the details"),
+        )
+    }
+
+    fn retryable(&self) -> bool {
+        self.status == StatusCode::SERVICE_UNAVAILABLE || self.status == StatusCode::TOO_MANY_REQUESTS
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({"error": {
+            "code": self.code,
+            "message": self.message,
+            "retryable": self.retryable(),
+        }});
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", e.to_string())
+    }
+}
+
+impl From<FilesError> for ApiError {
+    fn from(e: FilesError) -> Self {
+        match e {
+            FilesError::InvalidPath { .. } | FilesError::IsDirectory(_) => {
+                Self::new(StatusCode::BAD_REQUEST, "invalid_path", e.to_string())
+            }
+            FilesError::NotFound(_) => Self::not_found(e.to_string()),
+            FilesError::TooLarge { .. } => {
+                Self::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", e.to_string())
+            }
+            FilesError::Io(_) => Self::internal(&e),
+        }
+    }
+}
+
+impl From<DockerError> for ApiError {
+    fn from(e: DockerError) -> Self {
+        match e {
+            DockerError::Unavailable(_) => {
+                let mut err = Self::new(StatusCode::SERVICE_UNAVAILABLE, "docker_unavailable", e.to_string());
+                err.retry_after = Some(5);
+                err
+            }
+            DockerError::ImageMissing(_) => {
+                Self::new(StatusCode::BAD_REQUEST, "image_not_found", e.to_string())
+            }
+            DockerError::NameTaken(_) => Self::new(StatusCode::CONFLICT, "conflict", e.to_string()),
+            DockerError::Api { .. } | DockerError::Other(_) => {
+                tracing::warn!(error = %e, "Docker refused an operation");
+                Self::new(StatusCode::BAD_GATEWAY, "docker_error", e.to_string())
+            }
+            DockerError::NetworkNotIsolated(_) => Self::internal(&e),
+        }
+    }
+}
+
+impl From<SandboxError> for ApiError {
+    fn from(e: SandboxError) -> Self {
+        match e {
+            SandboxError::Invalid(m) => Self::invalid(m),
+            SandboxError::NotFound(_) => Self::not_found(e.to_string()),
+            SandboxError::Exists(_) => Self::new(StatusCode::CONFLICT, "conflict", e.to_string()),
+            SandboxError::ImageMissing(_) => {
+                Self::new(StatusCode::BAD_REQUEST, "image_not_found", e.to_string())
+            }
+            SandboxError::Capacity { .. } => {
+                let mut err = Self::new(StatusCode::SERVICE_UNAVAILABLE, "sandbox_capacity", e.to_string());
+                err.retry_after = Some(30);
+                err
+            }
+            SandboxError::Docker(d) => d.into(),
+            SandboxError::Files(f) => f.into(),
+            SandboxError::Store(s) => Self::internal(&s),
+        }
+    }
+}

@@ -1,0 +1,59 @@
+//! Liveness, readiness and what this instance is.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::Json;
+use serde_json::json;
+
+use super::{ApiError, AppState};
+
+/// The process is up.
+pub async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// The database and Docker answer.
+pub async fn readyz(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    if let Err(e) = state.store.ping().await {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            format!("the database does not answer: {e}"),
+        ));
+    }
+    if let Err(e) = state.docker.ping().await {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            format!("Docker does not answer: {e}"),
+        ));
+    }
+    Ok(Json(json!({"status": "ready"})))
+}
+
+/// Version, instance id, limits: what a client or an operator needs to know.
+pub async fn info(State(state): State<AppState>) -> Json<serde_json::Value> {
+    let s = state.sandboxes.settings();
+    let docker = state.docker.describe().await.unwrap_or_else(|e| e.to_string());
+    Json(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "instance_id": state.sandboxes.instance_id(),
+        "uptime_s": state.started.elapsed().as_secs(),
+        "docker": docker,
+        "network": s.network,
+        "default_image": s.image,
+        "preview_domain": s.preview_domain,
+        "limits": {
+            "default_memory_bytes": s.default_memory,
+            "max_memory_bytes": s.max_memory,
+            "default_cpus": s.default_cpus,
+            "max_cpus": s.max_cpus,
+            "pids": s.pids_limit,
+            "idle_timeout_s": s.idle_timeout.as_secs(),
+            "keepalive_max_s": s.keepalive_max.as_secs(),
+            "exec_timeout_s": s.exec_timeout.as_secs(),
+            "max_file_size_bytes": s.max_file_size,
+        },
+    }))
+}

@@ -1,0 +1,89 @@
+//! The HTTP API: one file per resource; errors become responses in
+//! [`error`] only.
+
+mod body;
+mod error;
+mod exec;
+mod files;
+mod health;
+mod sandboxes;
+mod time;
+
+use std::time::Instant;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{Request, StatusCode};
+use axum::routing::{get, post};
+use axum::{middleware, Router};
+use tower_http::trace::TraceLayer;
+
+pub use error::ApiError;
+
+use crate::auth::{require_token, Tokens};
+use crate::docker::Docker;
+use crate::sandbox::Sandboxes;
+use crate::store::Store;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub sandboxes: Sandboxes,
+    pub store: Store,
+    pub docker: Docker,
+    pub started: Instant,
+}
+
+/// The whole API. Routes of the `sandboxed` API are kept as they are; every
+/// operation is also under `/v1/sandboxes`.
+pub fn router(state: AppState, tokens: Tokens) -> Router {
+    let body_limit = state.sandboxes.settings().max_file_size.saturating_mul(2) + (1 << 20);
+    let sandbox_routes = Router::new()
+        .route("/", get(sandboxes::get).delete(sandboxes::delete))
+        .route("/exec", post(exec::exec))
+        .route("/keepalive", post(sandboxes::keepalive))
+        .route("/purge", post(sandboxes::purge))
+        .route("/stop", post(sandboxes::stop))
+        .route("/start", post(sandboxes::start))
+        .route(
+            "/files",
+            get(files::read).put(files::write).delete(files::delete),
+        );
+    let api = Router::new()
+        .route("/sandbox", post(sandboxes::create))
+        .route("/sandboxes", get(sandboxes::list))
+        .route("/v1/sandboxes", get(sandboxes::list).post(sandboxes::create))
+        .nest("/sandbox/{id}", sandbox_routes.clone())
+        .nest("/v1/sandboxes/{id}", sandbox_routes)
+        .route("/v1/info", get(health::info))
+        .route_layer(middleware::from_fn_with_state(tokens, require_token));
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .merge(api)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+                tracing::info_span!(
+                    "http",
+                    method = %req.method(),
+                    path = %req.uri().path(),
+                    caller = tracing::field::Empty,
+                )
+            }),
+        )
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such route")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not take that method",
+    )
+}

@@ -1,0 +1,112 @@
+//! Wiring: open the database, reach Docker, start the background loops and
+//! serve the API until shutdown.
+
+use std::os::unix::fs::PermissionsExt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::activity::{self, Activity};
+use crate::api::{self, AppState};
+use crate::config::Settings;
+use crate::docker::Docker;
+use crate::sandbox::Sandboxes;
+use crate::store::{Store, StoreError};
+use crate::{reaper, reconciler};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("data directory {path}: {source}")]
+    DataDir { path: String, source: std::io::Error },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: String, source: std::io::Error },
+    #[error("serving HTTP: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Runs berth's control plane until `shutdown` fires.
+pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), AppError> {
+    let data_dir_error = |source| AppError::DataDir {
+        path: settings.data_dir.display().to_string(),
+        source,
+    };
+    std::fs::create_dir_all(&settings.data_dir).map_err(data_dir_error)?;
+    // The database holds sandbox environments (API keys): keep it private.
+    std::fs::set_permissions(&settings.data_dir, std::fs::Permissions::from_mode(0o711))
+        .map_err(data_dir_error)?;
+
+    let store = Store::open(&settings.data_dir.join("berth.db")).await?;
+    let instance_id = store.instance_id().await?;
+    let docker = Docker::new();
+    match docker.describe().await {
+        Ok(version) => tracing::info!(docker = %version, "connected to Docker"),
+        Err(e) => tracing::warn!(error = %e, "Docker is not answering yet; sandboxes will wait for it"),
+    }
+
+    let listener = TcpListener::bind(settings.api_bind)
+        .await
+        .map_err(|source| AppError::Bind {
+            addr: settings.api_bind.to_string(),
+            source,
+        })?;
+    let tokens = settings.tokens.clone();
+    let settings = Arc::new(settings);
+    let activity = Activity::default();
+    let sandboxes = Sandboxes::new(
+        store.clone(),
+        docker.clone(),
+        settings.clone(),
+        instance_id.clone(),
+        activity.clone(),
+    );
+
+    let loops = CancellationToken::new();
+    let background = [
+        tokio::spawn(reconciler::run(
+            sandboxes.clone(),
+            settings.reconcile_interval,
+            loops.clone(),
+        )),
+        tokio::spawn(reaper::run(
+            sandboxes.clone(),
+            settings.reap_interval,
+            loops.clone(),
+        )),
+        tokio::spawn(activity::flush_loop(
+            activity.clone(),
+            store.clone(),
+            Duration::from_secs(5),
+            loops.clone(),
+        )),
+    ];
+
+    let state = AppState {
+        sandboxes,
+        store: store.clone(),
+        docker,
+        started: Instant::now(),
+    };
+    let app = api::router(state, tokens.clone());
+    tracing::info!(
+        addr = %settings.api_bind,
+        auth = if tokens.is_empty() { "off (loopback only)" } else { "bearer tokens" },
+        data_dir = %settings.data_dir.display(),
+        instance = %instance_id,
+        "berth-control listening"
+    );
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await;
+
+    loops.cancel();
+    for task in background {
+        let _ = task.await;
+    }
+    store.close().await;
+    tracing::info!("berth-control stopped");
+    served.map_err(AppError::Serve)
+}

@@ -1,0 +1,212 @@
+//! Commands run inside containers through Docker's exec API.
+//!
+//! Output is read as a stream while the command runs, capped at a size limit,
+//! and the command is killed (with every process it started) when it outlives
+//! its timeout.
+
+use std::pin::Pin;
+use std::time::{Duration, Instant};
+
+use bollard::container::LogOutput;
+use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
+use futures_util::{Stream, StreamExt};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+
+use super::{Docker, DockerError};
+
+/// One command to run.
+#[derive(Debug, Clone, Default)]
+pub struct ExecRequest {
+    pub cmd: Vec<String>,
+    pub cwd: Option<String>,
+    /// `KEY=value` pairs.
+    pub env: Vec<String>,
+    pub stdin: Option<Vec<u8>>,
+    pub timeout: Duration,
+    /// Most bytes kept of stdout, and separately of stderr.
+    pub output_limit: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct ExecOutput {
+    /// `None` when the command was killed for its timeout.
+    pub exit_code: Option<i64>,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    pub truncated: bool,
+    pub timed_out: bool,
+    pub duration: Duration,
+}
+
+/// Output of a running exec, chunk by chunk.
+pub type OutputStream = Pin<Box<dyn Stream<Item = Result<LogOutput, bollard::errors::Error>> + Send>>;
+
+/// An exec that has started and whose output can be read.
+pub struct Attached {
+    pub exec_id: String,
+    pub output: OutputStream,
+    pub input: Pin<Box<dyn AsyncWrite + Send>>,
+}
+
+impl Docker {
+    /// Starts `req.cmd` in the container and returns its live output.
+    pub async fn exec_attached(
+        &self,
+        container: &str,
+        req: &ExecRequest,
+    ) -> Result<Attached, DockerError> {
+        let client = self.client().await?;
+        let created = client
+            .create_exec(
+                container,
+                CreateExecOptions::<String> {
+                    cmd: Some(req.cmd.clone()),
+                    env: Some(req.env.clone()),
+                    working_dir: req.cwd.clone(),
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    attach_stdin: Some(req.stdin.is_some()),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        let started = client
+            .start_exec(
+                &created.id,
+                Some(StartExecOptions {
+                    detach: false,
+                    ..Default::default()
+                }),
+            )
+            .await?;
+        match started {
+            StartExecResults::Attached { output, input } => Ok(Attached {
+                exec_id: created.id,
+                output,
+                input,
+            }),
+            StartExecResults::Detached => Err(DockerError::Other(
+                "Docker detached an exec berth asked to attach".into(),
+            )),
+        }
+    }
+
+    /// Starts a command and leaves it running (used for a sandbox's `start`).
+    pub async fn exec_detached(
+        &self,
+        container: &str,
+        cmd: Vec<String>,
+        cwd: &str,
+        env: Vec<String>,
+    ) -> Result<(), DockerError> {
+        let client = self.client().await?;
+        let created = client
+            .create_exec(
+                container,
+                CreateExecOptions::<String> {
+                    cmd: Some(cmd),
+                    env: Some(env),
+                    working_dir: Some(cwd.to_string()),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        client
+            .start_exec(
+                &created.id,
+                Some(StartExecOptions {
+                    detach: true,
+                    ..Default::default()
+                }),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Runs a command to completion (or to its timeout) and collects its output.
+    pub async fn exec(&self, container: &str, req: &ExecRequest) -> Result<ExecOutput, DockerError> {
+        let began = Instant::now();
+        let mut attached = self.exec_attached(container, req).await?;
+        if let Some(stdin) = &req.stdin {
+            // A command that ignores stdin may close it early: not an error.
+            let _ = attached.input.write_all(stdin).await;
+        }
+        let _ = attached.input.shutdown().await;
+
+        let mut out = ExecOutput {
+            exit_code: None,
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+            truncated: false,
+            timed_out: false,
+            duration: Duration::ZERO,
+        };
+        let limit = req.output_limit;
+        let collect = async {
+            while let Some(chunk) = attached.output.next().await {
+                let (buf, bytes) = match chunk? {
+                    LogOutput::StdErr { message } => (&mut out.stderr, message),
+                    LogOutput::StdOut { message } | LogOutput::Console { message } => {
+                        (&mut out.stdout, message)
+                    }
+                    LogOutput::StdIn { .. } => continue,
+                };
+                let room = limit.saturating_sub(buf.len());
+                if bytes.len() > room {
+                    out.truncated = true;
+                }
+                buf.extend_from_slice(&bytes[..bytes.len().min(room)]);
+            }
+            Ok::<(), DockerError>(())
+        };
+        match tokio::time::timeout(req.timeout, collect).await {
+            Ok(result) => result?,
+            Err(_) => {
+                out.timed_out = true;
+                self.kill_exec(&attached.exec_id).await;
+            }
+        }
+        if !out.timed_out {
+            out.exit_code = self.exec_exit_code(&attached.exec_id).await?;
+        }
+        out.duration = began.elapsed();
+        Ok(out)
+    }
+
+    /// The exit code once the exec has finished (Docker may lag the stream's end).
+    pub async fn exec_exit_code(&self, exec_id: &str) -> Result<Option<i64>, DockerError> {
+        let client = self.client().await?;
+        for _ in 0..200 {
+            let inspected = client.inspect_exec(exec_id).await?;
+            if inspected.running != Some(true) {
+                return Ok(inspected.exit_code);
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        Ok(None)
+    }
+
+    /// Kills an exec's process and all its descendants.
+    ///
+    /// Docker has no API for this: the exec's host PID comes from Docker and
+    /// the tree is walked in the host's /proc, which works when control shares
+    /// the host's PID namespace (run on the host, or `pid: host` in Compose).
+    pub async fn kill_exec(&self, exec_id: &str) {
+        let pid = match self.client().await {
+            Ok(client) => client.inspect_exec(exec_id).await.ok().and_then(|i| i.pid),
+            Err(_) => None,
+        };
+        let Some(pid) = pid.filter(|p| *p > 0) else {
+            tracing::warn!(exec_id, "could not find the process of a timed-out exec to kill it");
+            return;
+        };
+        let killed = crate::proctree::kill_tree(pid as i32);
+        if killed == 0 {
+            tracing::warn!(
+                exec_id,
+                pid,
+                "a timed-out exec's process is not visible in /proc: run control in the host's PID namespace to kill it"
+            );
+        }
+    }
+}

@@ -1,0 +1,315 @@
+//! The Docker daemon, through bollard.
+//!
+//! Every call is idempotent where Docker allows it: starting a running
+//! container, stopping a stopped one or removing a missing one succeed, so
+//! the reconciler and the API can repeat an operation after a crash without
+//! special cases. The API version is negotiated with the engine on first use
+//! (the engine may be as old as 20.10 / API 1.41).
+
+mod exec;
+pub mod spec;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bollard::errors::Error as BollardError;
+use bollard::models::{ContainerCreateBody, NetworkCreateRequest};
+use bollard::query_parameters::{
+    CreateContainerOptions, InspectContainerOptions, InspectNetworkOptions, ListContainersOptions,
+    RemoveContainerOptions, StartContainerOptions, StopContainerOptions,
+};
+use tokio::sync::OnceCell;
+
+pub use exec::{ExecOutput, ExecRequest};
+
+pub const LABEL_MANAGED: &str = "berth.managed";
+pub const LABEL_INSTANCE: &str = "berth.instance";
+pub const LABEL_SANDBOX: &str = "berth.sandbox.id";
+
+#[derive(Debug, thiserror::Error)]
+pub enum DockerError {
+    #[error("the Docker daemon is not answering: {0}")]
+    Unavailable(String),
+    #[error("image `{0}` is not present on this Docker host")]
+    ImageMissing(String),
+    #[error("a container named `{0}` already exists and is not this sandbox's")]
+    NameTaken(String),
+    #[error("network `{0}` exists but lets containers talk to each other (com.docker.network.bridge.enable_icc is not false); remove it or choose another BERTH_NETWORK")]
+    NetworkNotIsolated(String),
+    #[error("Docker refused ({status}): {message}")]
+    Api { status: u16, message: String },
+    #[error("Docker: {0}")]
+    Other(String),
+}
+
+impl From<BollardError> for DockerError {
+    fn from(e: BollardError) -> Self {
+        match e {
+            BollardError::DockerResponseServerError {
+                status_code,
+                message,
+            } => DockerError::Api {
+                status: status_code,
+                message,
+            },
+            BollardError::IOError { .. }
+            | BollardError::HyperLegacyError { .. }
+            | BollardError::SocketNotFoundError(_)
+            | BollardError::RequestTimeoutError => DockerError::Unavailable(e.to_string()),
+            other => DockerError::Other(other.to_string()),
+        }
+    }
+}
+
+fn status_of(e: &BollardError) -> Option<u16> {
+    match e {
+        BollardError::DockerResponseServerError { status_code, .. } => Some(*status_code),
+        _ => None,
+    }
+}
+
+/// A container berth made, as listed by Docker.
+#[derive(Debug, Clone)]
+pub struct ManagedContainer {
+    pub id: String,
+    pub sandbox_id: String,
+    pub running: bool,
+}
+
+/// The live state of one container.
+#[derive(Debug, Clone)]
+pub struct ContainerStatus {
+    pub id: String,
+    pub running: bool,
+    pub exit_code: Option<i64>,
+    pub oom_killed: bool,
+    pub ip: Option<String>,
+    pub labels: HashMap<String, String>,
+}
+
+/// A handle on the Docker daemon; cheap to clone.
+#[derive(Clone, Default)]
+pub struct Docker {
+    client: std::sync::Arc<OnceCell<bollard::Docker>>,
+}
+
+impl Docker {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The client, connected and version-negotiated on first success.
+    async fn client(&self) -> Result<&bollard::Docker, DockerError> {
+        self.client
+            .get_or_try_init(|| async {
+                let docker = bollard::Docker::connect_with_local_defaults()
+                    .map_err(|e| DockerError::Unavailable(e.to_string()))?;
+                docker
+                    .negotiate_version()
+                    .await
+                    .map_err(|e| DockerError::Unavailable(e.to_string()))
+            })
+            .await
+    }
+
+    pub async fn ping(&self) -> Result<(), DockerError> {
+        self.client().await?.ping().await?;
+        Ok(())
+    }
+
+    /// `<engine version> (API <version>)`.
+    pub async fn describe(&self) -> Result<String, DockerError> {
+        let v = self.client().await?.version().await?;
+        Ok(format!(
+            "{} (API {})",
+            v.version.unwrap_or_default(),
+            v.api_version.unwrap_or_default()
+        ))
+    }
+
+    /// Makes sure the sandbox network exists as a bridge on which containers
+    /// cannot reach each other.
+    pub async fn ensure_network(
+        &self,
+        name: &str,
+        labels: HashMap<String, String>,
+    ) -> Result<(), DockerError> {
+        let client = self.client().await?;
+        match client
+            .inspect_network(name, None::<InspectNetworkOptions>)
+            .await
+        {
+            Ok(network) => {
+                let icc = network
+                    .options
+                    .as_ref()
+                    .and_then(|o| o.get("com.docker.network.bridge.enable_icc"))
+                    .map(String::as_str);
+                if icc != Some("false") {
+                    return Err(DockerError::NetworkNotIsolated(name.to_string()));
+                }
+                Ok(())
+            }
+            Err(e) if status_of(&e) == Some(404) => {
+                let options = HashMap::from([(
+                    "com.docker.network.bridge.enable_icc".to_string(),
+                    "false".to_string(),
+                )]);
+                client
+                    .create_network(NetworkCreateRequest {
+                        name: name.to_string(),
+                        driver: Some("bridge".into()),
+                        options: Some(options),
+                        labels: Some(labels),
+                        ..Default::default()
+                    })
+                    .await?;
+                tracing::info!(network = name, "created the sandbox network (inter-container traffic off)");
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The image's id, or `None` when it is not on this host.
+    pub async fn image_id(&self, image: &str) -> Result<Option<String>, DockerError> {
+        match self.client().await?.inspect_image(image).await {
+            Ok(found) => Ok(Some(found.id.unwrap_or_default())),
+            Err(e) if status_of(&e) == Some(404) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn image_present(&self, image: &str) -> Result<bool, DockerError> {
+        Ok(self.image_id(image).await?.is_some())
+    }
+
+    /// Creates a container; returns its id.
+    pub async fn create_container(
+        &self,
+        name: &str,
+        body: ContainerCreateBody,
+    ) -> Result<String, DockerError> {
+        let image = body.image.clone().unwrap_or_default();
+        let options = CreateContainerOptions {
+            name: Some(name.to_string()),
+            ..Default::default()
+        };
+        match self
+            .client()
+            .await?
+            .create_container(Some(options), body)
+            .await
+        {
+            Ok(created) => Ok(created.id),
+            Err(e) if status_of(&e) == Some(404) => Err(DockerError::ImageMissing(image)),
+            Err(e) if status_of(&e) == Some(409) => Err(DockerError::NameTaken(name.to_string())),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Starts a container; already running is success.
+    pub async fn start(&self, id: &str) -> Result<(), DockerError> {
+        match self
+            .client()
+            .await?
+            .start_container(id, None::<StartContainerOptions>)
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) if status_of(&e) == Some(304) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Stops a container, killing it after `grace`; stopped or missing is success.
+    pub async fn stop(&self, id: &str, grace: Duration) -> Result<(), DockerError> {
+        let options = StopContainerOptions {
+            t: Some(i32::try_from(grace.as_secs()).unwrap_or(i32::MAX)),
+            signal: None,
+        };
+        match self.client().await?.stop_container(id, Some(options)).await {
+            Ok(()) => Ok(()),
+            Err(e) if matches!(status_of(&e), Some(304 | 404)) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Removes a container and its anonymous volumes; missing is success.
+    pub async fn remove(&self, id: &str) -> Result<(), DockerError> {
+        let options = RemoveContainerOptions {
+            force: true,
+            v: true,
+            ..Default::default()
+        };
+        match self.client().await?.remove_container(id, Some(options)).await {
+            Ok(()) => Ok(()),
+            Err(e) if status_of(&e) == Some(404) => Ok(()),
+            // "removal already in progress": someone else is doing our job.
+            Err(e) if status_of(&e) == Some(409) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The container's state, or `None` when it does not exist.
+    pub async fn inspect(&self, id_or_name: &str) -> Result<Option<ContainerStatus>, DockerError> {
+        let found = match self
+            .client()
+            .await?
+            .inspect_container(id_or_name, None::<InspectContainerOptions>)
+            .await
+        {
+            Ok(found) => found,
+            Err(e) if status_of(&e) == Some(404) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let state = found.state.unwrap_or_default();
+        let ip = found
+            .network_settings
+            .and_then(|n| n.networks)
+            .and_then(|nets| {
+                nets.into_values()
+                    .filter_map(|n| n.ip_address)
+                    .find(|ip| !ip.is_empty())
+            });
+        Ok(Some(ContainerStatus {
+            id: found.id.unwrap_or_default(),
+            running: state.running.unwrap_or(false),
+            exit_code: state.exit_code,
+            oom_killed: state.oom_killed.unwrap_or(false),
+            ip,
+            labels: found.config.and_then(|c| c.labels).unwrap_or_default(),
+        }))
+    }
+
+    /// Every container this berth instance made, running or not.
+    pub async fn managed_containers(
+        &self,
+        instance: &str,
+    ) -> Result<Vec<ManagedContainer>, DockerError> {
+        let filters = HashMap::from([(
+            "label".to_string(),
+            vec![format!("{LABEL_INSTANCE}={instance}")],
+        )]);
+        let options = ListContainersOptions {
+            all: true,
+            filters: Some(filters),
+            ..Default::default()
+        };
+        let listed = self.client().await?.list_containers(Some(options)).await?;
+        Ok(listed
+            .into_iter()
+            .filter_map(|c| {
+                let sandbox_id = c.labels.as_ref()?.get(LABEL_SANDBOX)?.clone();
+                Some(ManagedContainer {
+                    id: c.id?,
+                    sandbox_id,
+                    running: matches!(
+                        c.state,
+                        Some(bollard::models::ContainerSummaryStateEnum::RUNNING)
+                    ),
+                })
+            })
+            .collect())
+    }
+}

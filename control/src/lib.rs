@@ -1,0 +1,19 @@
+//! berth's control plane: isolated dev sandboxes on one Docker host, with
+//! SQLite as the source of truth. See docs/ARCHITECTURE.md for the map.
+
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod activity;
+pub mod api;
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod docker;
+pub mod memory;
+pub mod proctree;
+pub mod reaper;
+pub mod reconciler;
+pub mod sandbox;
+pub mod store;
+pub mod units;
+pub mod workspace;

@@ -1,0 +1,26 @@
+//! The reaper: stops sandboxes idle past their timeout, and idle sandboxes
+//! (least recently used first) when the host runs short of memory.
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::sandbox::Sandboxes;
+
+pub async fn run(sandboxes: Sandboxes, every: Duration, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = shutdown.cancelled() => return,
+        }
+        if let Err(e) = sandboxes.reap_idle().await {
+            tracing::warn!(error = %e, "idle reaper pass failed");
+        }
+        let stopped = sandboxes.relieve_pressure(None).await;
+        if stopped > 0 {
+            tracing::info!(stopped, "stopped idle sandboxes to relieve memory pressure");
+        }
+    }
+}

@@ -1,0 +1,185 @@
+//! The state machine: make Docker match one sandbox's record.
+//!
+//! `converge` is the only code that creates, starts, stops or removes a
+//! sandbox container. It is idempotent, so the API, the reaper and the
+//! reconciler all call it and a crash at any point is repaired by calling it
+//! again.
+
+use sha2::{Digest, Sha256};
+
+use super::{SandboxError, Sandboxes};
+use crate::docker::spec::{container_name, container_spec, start_command, WORKSPACE};
+use crate::docker::{ContainerStatus, DockerError};
+use crate::store::{now_ms, DesiredState, SandboxRecord, Status};
+
+/// Label holding a digest of the container's spec and image: a stopped
+/// container whose digest is stale is recreated on wake, so upgrades of berth
+/// or of the image apply without touching the sandbox's files.
+const LABEL_SPEC: &str = "berth.spec";
+
+/// Who asks for convergence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// A client (or the edge) wants the desired state now.
+    Api,
+    /// The background reconciler: it puts sandboxes that went idle while
+    /// control was down to sleep instead of starting them.
+    Reconciler,
+}
+
+impl Sandboxes {
+    /// Brings Docker to `rec.desired_state`. The caller holds the sandbox's lock.
+    pub async fn converge(&self, rec: &SandboxRecord, origin: Origin) -> Result<(), SandboxError> {
+        let result = match rec.desired_state {
+            DesiredState::Running => self.converge_running(rec, origin).await,
+            DesiredState::Stopped => self.converge_stopped(rec).await,
+            DesiredState::Deleted | DesiredState::Purged => self.converge_gone(rec).await,
+        };
+        if let Err(e) = &result {
+            let keeps_status = matches!(e, SandboxError::Capacity { .. } | SandboxError::NotFound(_));
+            if !keeps_status && !matches!(rec.desired_state, DesiredState::Deleted | DesiredState::Purged) {
+                let _ = self
+                    .inner
+                    .store
+                    .set_status(&rec.id, Status::Error, Some(&e.to_string()))
+                    .await;
+            }
+        }
+        result
+    }
+
+    async fn converge_running(&self, rec: &SandboxRecord, origin: Origin) -> Result<(), SandboxError> {
+        let container = self.ensure_container(rec).await?;
+        if !container.running {
+            if origin == Origin::Reconciler && self.idle_expired(rec, now_ms()) {
+                self.inner
+                    .store
+                    .set_desired(&rec.id, DesiredState::Stopped, Status::Stopped)
+                    .await?;
+                self.inner
+                    .store
+                    .set_status(&rec.id, Status::Stopped, Some("idle while berth was down"))
+                    .await?;
+                return Ok(());
+            }
+            self.admit(Some(&rec.id)).await?;
+            self.inner.docker.start(&container.id).await?;
+            tracing::info!(sandbox = %rec.id, "container started");
+            if let Some(start) = &rec.start_cmd {
+                self.inner
+                    .docker
+                    .exec_detached(
+                        &container.id,
+                        start_command(start),
+                        WORKSPACE,
+                        Vec::new(),
+                    )
+                    .await?;
+            }
+        }
+        if rec.status != Status::Running || rec.status_detail.is_some() {
+            self.inner.store.set_status(&rec.id, Status::Running, None).await?;
+        }
+        Ok(())
+    }
+
+    async fn converge_stopped(&self, rec: &SandboxRecord) -> Result<(), SandboxError> {
+        let container = self.ensure_container(rec).await?;
+        if container.running {
+            if rec.status != Status::Stopping {
+                self.inner.store.set_status(&rec.id, Status::Stopping, None).await?;
+            }
+            self.inner
+                .docker
+                .stop(&container.id, self.inner.settings.stop_timeout)
+                .await?;
+            tracing::info!(sandbox = %rec.id, "container stopped");
+        }
+        if rec.status != Status::Stopped {
+            self.inner.store.set_status(&rec.id, Status::Stopped, None).await?;
+        }
+        Ok(())
+    }
+
+    async fn converge_gone(&self, rec: &SandboxRecord) -> Result<(), SandboxError> {
+        self.remove_container_if_ours(&rec.id).await?;
+        if let Some(id) = &rec.container_id {
+            self.inner.docker.remove(id).await?;
+        }
+        if rec.desired_state == DesiredState::Purged {
+            let ws = self.inner.workspaces.clone();
+            let id = rec.id.clone();
+            super::blocking(move || ws.remove(&id)).await?;
+        }
+        self.inner.store.delete_sandbox(&rec.id).await?;
+        self.inner.activity.forget(&rec.id);
+        tracing::info!(sandbox = %rec.id, purged = rec.desired_state == DesiredState::Purged, "sandbox removed");
+        Ok(())
+    }
+
+    /// The sandbox's container, created if missing, or recreated if it is
+    /// stopped and was made from an older spec or image.
+    async fn ensure_container(&self, rec: &SandboxRecord) -> Result<ContainerStatus, SandboxError> {
+        let name = container_name(&rec.id);
+        let existing = self.inner.docker.inspect(&name).await?;
+        let image_id = self.inner.docker.image_id(&rec.image).await?;
+        if let Some(c) = existing {
+            if !self.is_ours(&c, &rec.id) {
+                return Err(DockerError::NameTaken(name).into());
+            }
+            let fresh = image_id.as_deref().map(|img| self.spec_digest(rec, img));
+            let stale = fresh.is_some() && c.labels.get(LABEL_SPEC) != fresh.as_ref();
+            if c.running || !stale {
+                return Ok(c);
+            }
+            tracing::info!(sandbox = %rec.id, "recreating a stopped container from a newer spec or image");
+            self.inner.docker.remove(&c.id).await?;
+        }
+        let Some(image_id) = image_id else {
+            return Err(SandboxError::ImageMissing(rec.image.clone()));
+        };
+        let ws = self.inner.workspaces.clone();
+        let id = rec.id.clone();
+        super::blocking(move || ws.ensure(&id).map(|_| ())).await?;
+        let labels = crate::docker::spec::labels(rec, &self.inner.spec)
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("berth."))
+            .collect();
+        self.inner
+            .docker
+            .ensure_network(&self.inner.spec.network, labels)
+            .await?;
+        let mut spec = container_spec(rec, &self.inner.spec, &self.inner.workspaces.home(&rec.id));
+        if let Some(labels) = spec.labels.as_mut() {
+            labels.insert(LABEL_SPEC.into(), self.spec_digest(rec, &image_id));
+        }
+        let container_id = self.inner.docker.create_container(&name, spec).await?;
+        self.inner
+            .store
+            .set_container_id(&rec.id, Some(&container_id))
+            .await?;
+        tracing::info!(sandbox = %rec.id, container = %container_id, "container created");
+        Ok(ContainerStatus {
+            id: container_id,
+            running: false,
+            exit_code: None,
+            oom_killed: false,
+            ip: None,
+            labels: Default::default(),
+        })
+    }
+
+    /// A digest of everything the container is made from.
+    fn spec_digest(&self, rec: &SandboxRecord, image_id: &str) -> String {
+        let spec = container_spec(rec, &self.inner.spec, &self.inner.workspaces.home(&rec.id));
+        // Through serde_json::Value, maps are ordered: the digest is stable.
+        let canonical = serde_json::to_value(&spec)
+            .map(|v| v.to_string())
+            .unwrap_or_default();
+        let mut hasher = Sha256::new();
+        hasher.update(canonical.as_bytes());
+        hasher.update(image_id.as_bytes());
+        let digest = hasher.finalize();
+        digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+    }
+}

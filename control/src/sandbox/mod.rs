@@ -1,0 +1,475 @@
+//! Sandboxes: the operations the API offers, on top of the state machine in
+//! [`converge`].
+//!
+//! Every operation that changes a sandbox first records the user's intent
+//! (`desired_state`) in SQLite, then makes Docker follow, holding the
+//! sandbox's lock. A crash between the two is repaired by the reconciler,
+//! which runs the same [`Sandboxes::converge`].
+
+mod converge;
+mod exec;
+mod locks;
+pub mod request;
+
+use std::sync::Arc;
+
+use crate::activity::Activity;
+use crate::config::Settings;
+use crate::docker::spec::{container_name, SpecContext};
+use crate::docker::{ContainerStatus, Docker, DockerError};
+use crate::memory::MemoryGauge;
+use crate::store::{now_ms, DesiredState, SandboxRecord, Status, Store, StoreError};
+use crate::workspace::{Entry, FilesError, Workspaces};
+
+pub use converge::Origin;
+pub use locks::Locks;
+pub use request::{CreateRequest, ExecBody};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("no sandbox with id `{0}`")]
+    NotFound(String),
+    #[error("a sandbox with id `{0}` already exists")]
+    Exists(String),
+    #[error(
+        "image `{0}` is not present on this Docker host: build it (the default berth-sandbox image: \
+         `docker build -t berth-sandbox:latest agent-image/`, which ./install.sh does), load it, \
+         or pass another \"image\""
+    )]
+    ImageMissing(String),
+    #[error(
+        "the host is short of memory ({available_mb} MiB available, {headroom_mb} MiB kept free) \
+         and no idle sandbox could be stopped to make room; retry later"
+    )]
+    Capacity { available_mb: u64, headroom_mb: u64 },
+    #[error(transparent)]
+    Docker(#[from] DockerError),
+    #[error(transparent)]
+    Store(StoreError),
+    #[error(transparent)]
+    Files(#[from] FilesError),
+}
+
+impl From<StoreError> for SandboxError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(id) => SandboxError::NotFound(id),
+            StoreError::Exists(id) => SandboxError::Exists(id),
+            other => SandboxError::Store(other),
+        }
+    }
+}
+
+pub(crate) struct Inner {
+    pub store: Store,
+    pub docker: Docker,
+    pub workspaces: Workspaces,
+    pub settings: Arc<Settings>,
+    pub spec: SpecContext,
+    pub locks: Locks,
+    pub activity: Activity,
+    pub memory: MemoryGauge,
+}
+
+/// The sandbox service; cheap to clone.
+#[derive(Clone)]
+pub struct Sandboxes {
+    inner: Arc<Inner>,
+}
+
+impl Sandboxes {
+    pub fn new(
+        store: Store,
+        docker: Docker,
+        settings: Arc<Settings>,
+        instance_id: String,
+        activity: Activity,
+    ) -> Self {
+        let spec = SpecContext {
+            instance_id,
+            network: settings.network.clone(),
+            preview_domain: settings.preview_domain.clone(),
+            tmp_size: settings.tmp_size,
+            pids_limit: settings.pids_limit,
+        };
+        let memory = MemoryGauge::new(settings.meminfo_path.clone(), settings.memory_headroom);
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                docker,
+                workspaces: Workspaces::new(&settings.data_dir),
+                settings,
+                spec,
+                locks: Locks::default(),
+                activity,
+                memory,
+            }),
+        }
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.inner.settings
+    }
+
+    pub fn activity(&self) -> &Activity {
+        &self.inner.activity
+    }
+
+    pub(crate) fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub(crate) fn docker(&self) -> &Docker {
+        &self.inner.docker
+    }
+
+    pub(crate) fn locks(&self) -> &Locks {
+        &self.inner.locks
+    }
+
+    pub fn instance_id(&self) -> &str {
+        &self.inner.spec.instance_id
+    }
+
+    /// The record of a sandbox that exists (one being deleted does not).
+    pub async fn get(&self, id: &str) -> Result<SandboxRecord, SandboxError> {
+        let id = request::normalize_id(id).map_err(|_| SandboxError::NotFound(id.to_string()))?;
+        match self.inner.store.find_sandbox(&id).await? {
+            Some(rec) if !is_going(&rec) => Ok(rec),
+            _ => Err(SandboxError::NotFound(id)),
+        }
+    }
+
+    pub async fn list(&self) -> Result<Vec<SandboxRecord>, SandboxError> {
+        let mut all = self.inner.store.sandboxes().await?;
+        all.retain(|r| !is_going(r));
+        Ok(all)
+    }
+
+    /// The container's live state, when it exists.
+    pub async fn live(&self, id: &str) -> Result<Option<ContainerStatus>, SandboxError> {
+        Ok(self.inner.docker.inspect(&container_name(id)).await?)
+    }
+
+    /// The latest activity of a sandbox, from memory or the database.
+    pub fn last_active(&self, rec: &SandboxRecord) -> i64 {
+        self.inner
+            .activity
+            .latest(&rec.id)
+            .map_or(rec.last_active_at, |m| m.max(rec.last_active_at))
+    }
+
+    /// Creates a sandbox and starts it. On failure nothing is left behind but
+    /// a home directory that existed before.
+    pub async fn create(&self, req: CreateRequest) -> Result<SandboxRecord, SandboxError> {
+        let new = req.validate(&self.inner.settings)?;
+        if !self.inner.docker.image_present(&new.image).await? {
+            return Err(SandboxError::ImageMissing(new.image));
+        }
+        let _guard = self.inner.locks.lock(&new.id).await;
+        if self.inner.store.find_sandbox(&new.id).await?.is_some() {
+            return Err(SandboxError::Exists(new.id));
+        }
+        self.admit(Some(&new.id)).await?;
+        let home_existed = self.inner.workspaces.exists(&new.id);
+        let rec = self.inner.store.insert_sandbox(&new).await?;
+        self.inner.activity.touch(&rec.id);
+        match self.converge(&rec, Origin::Api).await {
+            Ok(()) => Ok(self.inner.store.sandbox(&rec.id).await?),
+            Err(e) => {
+                tracing::warn!(sandbox = %rec.id, error = %e, "create failed; rolling back");
+                self.roll_back_create(&rec.id, home_existed).await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn roll_back_create(&self, id: &str, home_existed: bool) {
+        if let Err(e) = self.inner.docker.remove(&container_name(id)).await {
+            tracing::warn!(sandbox = id, error = %e, "rollback: could not remove the container; the reconciler will");
+        }
+        if let Err(e) = self.inner.store.delete_sandbox(id).await {
+            tracing::warn!(sandbox = id, error = %e, "rollback: could not delete the record");
+        }
+        if !home_existed {
+            if let Err(e) = self.inner.workspaces.remove(id) {
+                tracing::warn!(sandbox = id, error = %e, "rollback: could not remove the home directory");
+            }
+        }
+    }
+
+    /// Starts (wakes) a sandbox; running already is success.
+    pub async fn start(&self, id: &str) -> Result<SandboxRecord, SandboxError> {
+        let rec = self.get(id).await?;
+        let _guard = self.inner.locks.lock(&rec.id).await;
+        let rec = self.get(&rec.id).await?;
+        self.inner.activity.touch(&rec.id);
+        self.wake_locked(rec).await
+    }
+
+    /// Under the sandbox's lock: make it run.
+    async fn wake_locked(&self, rec: SandboxRecord) -> Result<SandboxRecord, SandboxError> {
+        if rec.desired_state != DesiredState::Running {
+            self.inner
+                .store
+                .set_desired(&rec.id, DesiredState::Running, rec.status)
+                .await?;
+        }
+        let rec = self.inner.store.sandbox(&rec.id).await?;
+        self.converge(&rec, Origin::Api).await?;
+        Ok(self.inner.store.sandbox(&rec.id).await?)
+    }
+
+    /// Stops a sandbox; its home directory and record stay.
+    pub async fn stop(&self, id: &str) -> Result<SandboxRecord, SandboxError> {
+        let rec = self.get(id).await?;
+        let _guard = self.inner.locks.lock(&rec.id).await;
+        let rec = self.get(&rec.id).await?;
+        self.stop_locked(&rec, None).await?;
+        Ok(self.inner.store.sandbox(&rec.id).await?)
+    }
+
+    async fn stop_locked(&self, rec: &SandboxRecord, why: Option<&str>) -> Result<(), SandboxError> {
+        self.inner
+            .store
+            .set_desired(&rec.id, DesiredState::Stopped, Status::Stopping)
+            .await?;
+        let rec = self.inner.store.sandbox(&rec.id).await?;
+        self.converge(&rec, Origin::Api).await?;
+        if let Some(why) = why {
+            self.inner.store.set_status(&rec.id, Status::Stopped, Some(why)).await?;
+        }
+        Ok(())
+    }
+
+    /// Removes the container and the record; the home directory stays, and a
+    /// sandbox created later with the same id gets it back.
+    pub async fn delete(&self, id: &str) -> Result<(), SandboxError> {
+        let rec = self.get(id).await?;
+        let _guard = self.inner.locks.lock(&rec.id).await;
+        let rec = self.get(&rec.id).await?;
+        self.inner
+            .store
+            .set_desired(&rec.id, DesiredState::Deleted, Status::Stopping)
+            .await?;
+        let rec = self.inner.store.sandbox(&rec.id).await?;
+        self.converge(&rec, Origin::Api).await
+    }
+
+    /// Removes the container, the home directory and the record. Also works
+    /// on what a deleted sandbox left behind.
+    pub async fn purge(&self, id: &str) -> Result<(), SandboxError> {
+        let id = request::normalize_id(id).map_err(|_| SandboxError::NotFound(id.to_string()))?;
+        let _guard = self.inner.locks.lock(&id).await;
+        match self.inner.store.find_sandbox(&id).await? {
+            Some(_) => {
+                self.inner
+                    .store
+                    .set_desired(&id, DesiredState::Purged, Status::Stopping)
+                    .await?;
+                let rec = self.inner.store.sandbox(&id).await?;
+                self.converge(&rec, Origin::Api).await
+            }
+            None if self.inner.workspaces.exists(&id) => {
+                self.remove_container_if_ours(&id).await?;
+                self.inner.workspaces.remove(&id)?;
+                Ok(())
+            }
+            None => Err(SandboxError::NotFound(id)),
+        }
+    }
+
+    /// Postpones the idle reaper until `until_ms` (capped), or by the
+    /// sandbox's idle timeout from now.
+    pub async fn keepalive(&self, id: &str, until_s: Option<i64>) -> Result<SandboxRecord, SandboxError> {
+        let rec = self.get(id).await?;
+        let now = now_ms();
+        let cap = now.saturating_add(
+            i64::try_from(self.inner.settings.keepalive_max.as_millis()).unwrap_or(i64::MAX),
+        );
+        let until = match until_s {
+            Some(s) => s.saturating_mul(1000).min(cap),
+            None => now.saturating_add(rec.idle_timeout_s.saturating_mul(1000)).min(cap),
+        };
+        self.inner.activity.touch(&rec.id);
+        self.inner.store.set_keepalive(&rec.id, until).await?;
+        Ok(self.inner.store.sandbox(&rec.id).await?)
+    }
+
+    pub async fn read_file(&self, id: &str, path: &str) -> Result<Entry, SandboxError> {
+        let rec = self.get(id).await?;
+        self.inner.activity.touch(&rec.id);
+        let max = self.inner.settings.max_file_size as u64;
+        let ws = self.inner.workspaces.clone();
+        let (sid, path) = (rec.id.clone(), path.to_string());
+        Ok(blocking(move || ws.read(&sid, &path, max)).await?)
+    }
+
+    pub async fn write_file(
+        &self,
+        id: &str,
+        path: &str,
+        content: Vec<u8>,
+        append: bool,
+    ) -> Result<u64, SandboxError> {
+        let rec = self.get(id).await?;
+        self.inner.activity.touch(&rec.id);
+        let max = self.inner.settings.max_file_size;
+        if content.len() > max {
+            return Err(FilesError::TooLarge {
+                path: path.to_string(),
+                size: content.len() as u64,
+                max: max as u64,
+            }
+            .into());
+        }
+        let ws = self.inner.workspaces.clone();
+        let (sid, path) = (rec.id.clone(), path.to_string());
+        Ok(blocking(move || ws.write(&sid, &path, &content, append)).await?)
+    }
+
+    pub async fn delete_file(&self, id: &str, path: &str) -> Result<(), SandboxError> {
+        let rec = self.get(id).await?;
+        self.inner.activity.touch(&rec.id);
+        let ws = self.inner.workspaces.clone();
+        let (sid, path) = (rec.id.clone(), path.to_string());
+        Ok(blocking(move || ws.delete(&sid, &path)).await?)
+    }
+
+    /// Makes sure the host has memory for one more running sandbox, stopping
+    /// idle ones (oldest activity first) if it is short.
+    async fn admit(&self, except: Option<&str>) -> Result<(), SandboxError> {
+        let Some(pressure) = self.inner.memory.read() else {
+            return Ok(());
+        };
+        if !pressure.is_under() {
+            return Ok(());
+        }
+        self.relieve_pressure(except).await;
+        match self.inner.memory.read() {
+            Some(p) if p.is_under() => Err(SandboxError::Capacity {
+                available_mb: p.available >> 20,
+                headroom_mb: p.headroom >> 20,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Stops idle sandboxes, least recently used first, until the host is
+    /// above its memory headroom or no candidate is left. Returns how many
+    /// were stopped.
+    pub async fn relieve_pressure(&self, except: Option<&str>) -> usize {
+        let mut stopped = 0;
+        let now = now_ms();
+        let Ok(all) = self.inner.store.sandboxes().await else {
+            return 0;
+        };
+        let mut candidates: Vec<(i64, SandboxRecord)> = all
+            .into_iter()
+            .filter(|r| Some(r.id.as_str()) != except)
+            .filter(|r| r.desired_state == DesiredState::Running && r.status == Status::Running)
+            .filter(|r| r.idle_policy == crate::store::IdlePolicy::Sleep)
+            .filter(|r| r.keepalive_until.is_none_or(|k| k <= now))
+            .filter(|r| !self.inner.activity.is_busy(&r.id))
+            .map(|r| (self.last_active(&r), r))
+            .collect();
+        candidates.sort_by_key(|(last, _)| *last);
+        for (_, rec) in candidates {
+            match self.inner.memory.read() {
+                Some(p) if p.is_under() => {}
+                _ => break,
+            }
+            let Some(_guard) = self.inner.locks.try_lock(&rec.id) else {
+                continue;
+            };
+            if self.inner.activity.is_busy(&rec.id) {
+                continue;
+            }
+            let why = "stopped to relieve host memory pressure";
+            // Boxed: stopping converges, and converging may relieve pressure.
+            match Box::pin(self.stop_locked(&rec, Some(why))).await {
+                Ok(()) => {
+                    tracing::info!(sandbox = %rec.id, "{why}");
+                    stopped += 1;
+                }
+                Err(e) => tracing::warn!(sandbox = %rec.id, error = %e, "could not stop under memory pressure"),
+            }
+        }
+        stopped
+    }
+
+    /// Stops sandboxes idle past their timeout and keepalive. Returns how
+    /// many were stopped.
+    pub async fn reap_idle(&self) -> Result<usize, SandboxError> {
+        let now = now_ms();
+        let mut stopped = 0;
+        for rec in self.inner.store.sandboxes().await? {
+            if rec.desired_state != DesiredState::Running || !self.idle_expired(&rec, now) {
+                continue;
+            }
+            let Some(_guard) = self.inner.locks.try_lock(&rec.id) else {
+                continue;
+            };
+            // Re-read under the lock: it may have been used meanwhile.
+            let Some(rec) = self.inner.store.find_sandbox(&rec.id).await? else {
+                continue;
+            };
+            if rec.desired_state != DesiredState::Running || !self.idle_expired(&rec, now_ms()) {
+                continue;
+            }
+            match self.stop_locked(&rec, Some("stopped after its idle timeout")).await {
+                Ok(()) => {
+                    tracing::info!(sandbox = %rec.id, idle_timeout_s = rec.idle_timeout_s, "stopped idle sandbox");
+                    stopped += 1;
+                }
+                Err(e) => tracing::warn!(sandbox = %rec.id, error = %e, "could not stop idle sandbox"),
+            }
+        }
+        Ok(stopped)
+    }
+
+    /// Whether a sandbox that sleeps when idle has been idle past its
+    /// timeout and keepalive, with nothing using it.
+    fn idle_expired(&self, rec: &SandboxRecord, now: i64) -> bool {
+        if rec.idle_policy != crate::store::IdlePolicy::Sleep || self.inner.activity.is_busy(&rec.id) {
+            return false;
+        }
+        let deadline = self
+            .last_active(rec)
+            .saturating_add(rec.idle_timeout_s.saturating_mul(1000))
+            .max(rec.keepalive_until.unwrap_or(0));
+        now >= deadline
+    }
+
+    /// Removes the container named for `id` if this instance made it.
+    async fn remove_container_if_ours(&self, id: &str) -> Result<(), SandboxError> {
+        if let Some(c) = self.inner.docker.inspect(&container_name(id)).await? {
+            if self.is_ours(&c, id) {
+                self.inner.docker.remove(&c.id).await?;
+            }
+        }
+        Ok(())
+    }
+
+    fn is_ours(&self, c: &ContainerStatus, id: &str) -> bool {
+        c.labels.get(crate::docker::LABEL_INSTANCE).map(String::as_str)
+            == Some(self.inner.spec.instance_id.as_str())
+            && c.labels.get(crate::docker::LABEL_SANDBOX).map(String::as_str) == Some(id)
+    }
+}
+
+/// A sandbox on its way out is no longer visible to clients.
+fn is_going(rec: &SandboxRecord) -> bool {
+    matches!(rec.desired_state, DesiredState::Deleted | DesiredState::Purged)
+}
+
+/// Runs blocking filesystem work off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, FilesError> + Send + 'static,
+) -> Result<T, FilesError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err(FilesError::Io(std::io::Error::other(e))))
+}

@@ -1,0 +1,86 @@
+//! The SQLite database: the only source of truth about sandboxes.
+//!
+//! Opened in WAL mode with `synchronous = FULL`, so a transaction that
+//! committed survives a `kill -9` and a power cut. Migrations are embedded in
+//! the binary and run on open.
+
+mod sandboxes;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::SqlitePool;
+
+pub use sandboxes::{DesiredState, IdlePolicy, NewSandbox, SandboxRecord, Status};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("a sandbox with id `{0}` already exists")]
+    Exists(String),
+    #[error("no sandbox with id `{0}`")]
+    NotFound(String),
+    #[error("database: {0}")]
+    Sqlx(#[from] sqlx::Error),
+    #[error("database migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("stored JSON is corrupt: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+/// Milliseconds since the Unix epoch, the unit of every stored timestamp.
+pub fn now_ms() -> i64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+}
+
+impl Store {
+    /// Opens (creating if needed) the database file and applies migrations.
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str("sqlite://")?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(5))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("./migrations").run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    /// Answers when the database can be read.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// The id of this berth instance, made on first use. It labels every
+    /// container so that two installs on one host never touch each other's.
+    pub async fn instance_id(&self) -> Result<String, StoreError> {
+        let fresh = ulid::Ulid::generate().to_string().to_ascii_lowercase();
+        sqlx::query("INSERT OR IGNORE INTO meta (key, value) VALUES ('instance_id', ?)")
+            .bind(&fresh)
+            .execute(&self.pool)
+            .await?;
+        let (id,): (String,) = sqlx::query_as("SELECT value FROM meta WHERE key = 'instance_id'")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(id)
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}

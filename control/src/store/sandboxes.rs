@@ -1,0 +1,310 @@
+//! Sandbox rows: what the user asked for (`desired_state`) next to what was
+//! last observed (`status`).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use sqlx::types::Json;
+
+use super::{now_ms, Store, StoreError};
+
+/// What the user wants the sandbox to be. The reconciler converges Docker to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
+#[sqlx(type_name = "TEXT", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+pub enum DesiredState {
+    Running,
+    Stopped,
+    /// Container to be removed, then the row; the home directory stays.
+    Deleted,
+    /// Container, home directory and row to be removed.
+    Purged,
+}
+
+/// What berth last saw or did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
+#[sqlx(type_name = "TEXT", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Creating,
+    Running,
+    Stopping,
+    Stopped,
+    Error,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type, Default)]
+#[sqlx(type_name = "TEXT", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+pub enum IdlePolicy {
+    /// Stopped after its idle timeout, woken on demand.
+    #[default]
+    Sleep,
+    /// Never stopped by the reaper.
+    AlwaysOn,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SandboxRecord {
+    pub id: String,
+    pub image: String,
+    pub ports: Json<Vec<u16>>,
+    pub env: Json<BTreeMap<String, String>>,
+    pub metadata: Json<BTreeMap<String, String>>,
+    pub memory_bytes: i64,
+    pub nano_cpus: i64,
+    pub start_cmd: Option<String>,
+    pub idle_timeout_s: i64,
+    pub idle_policy: IdlePolicy,
+    pub desired_state: DesiredState,
+    pub status: Status,
+    pub status_detail: Option<String>,
+    pub container_id: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub last_active_at: i64,
+    pub keepalive_until: Option<i64>,
+}
+
+/// A validated create request, ready to insert.
+#[derive(Debug, Clone)]
+pub struct NewSandbox {
+    pub id: String,
+    pub image: String,
+    pub ports: Vec<u16>,
+    pub env: BTreeMap<String, String>,
+    pub metadata: BTreeMap<String, String>,
+    pub memory_bytes: i64,
+    pub nano_cpus: i64,
+    pub start_cmd: Option<String>,
+    pub idle_timeout_s: i64,
+    pub idle_policy: IdlePolicy,
+}
+
+impl Store {
+    /// Inserts a sandbox in `creating` state, desired `running`.
+    pub async fn insert_sandbox(&self, new: &NewSandbox) -> Result<SandboxRecord, StoreError> {
+        let now = now_ms();
+        let result = sqlx::query(
+            "INSERT INTO sandboxes (id, image, ports, env, metadata, memory_bytes, nano_cpus, start_cmd,
+                idle_timeout_s, idle_policy, desired_state, status, created_at, updated_at, last_active_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', 'creating', ?, ?, ?)",
+        )
+        .bind(&new.id)
+        .bind(&new.image)
+        .bind(Json(&new.ports))
+        .bind(Json(&new.env))
+        .bind(Json(&new.metadata))
+        .bind(new.memory_bytes)
+        .bind(new.nano_cpus)
+        .bind(&new.start_cmd)
+        .bind(new.idle_timeout_s)
+        .bind(new.idle_policy)
+        .bind(now)
+        .bind(now)
+        .bind(now)
+        .execute(&self.pool)
+        .await;
+        match result {
+            Ok(_) => self.sandbox(&new.id).await,
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                Err(StoreError::Exists(new.id.clone()))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn find_sandbox(&self, id: &str) -> Result<Option<SandboxRecord>, StoreError> {
+        Ok(sqlx::query_as("SELECT * FROM sandboxes WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    pub async fn sandbox(&self, id: &str) -> Result<SandboxRecord, StoreError> {
+        self.find_sandbox(id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(id.to_string()))
+    }
+
+    /// Every sandbox, oldest first.
+    pub async fn sandboxes(&self) -> Result<Vec<SandboxRecord>, StoreError> {
+        Ok(sqlx::query_as("SELECT * FROM sandboxes ORDER BY created_at, id")
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    /// Records what the user wants; the caller then makes Docker follow.
+    pub async fn set_desired(
+        &self,
+        id: &str,
+        desired: DesiredState,
+        status: Status,
+    ) -> Result<(), StoreError> {
+        let done = sqlx::query(
+            "UPDATE sandboxes SET desired_state = ?, status = ?, status_detail = NULL, updated_at = ?
+             WHERE id = ?",
+        )
+        .bind(desired)
+        .bind(status)
+        .bind(now_ms())
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        found(done.rows_affected(), id)
+    }
+
+    /// Records what was observed or done.
+    pub async fn set_status(
+        &self,
+        id: &str,
+        status: Status,
+        detail: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let done = sqlx::query(
+            "UPDATE sandboxes SET status = ?, status_detail = ?, updated_at = ? WHERE id = ?",
+        )
+        .bind(status)
+        .bind(detail)
+        .bind(now_ms())
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        found(done.rows_affected(), id)
+    }
+
+    pub async fn set_container_id(&self, id: &str, container: Option<&str>) -> Result<(), StoreError> {
+        let done = sqlx::query("UPDATE sandboxes SET container_id = ?, updated_at = ? WHERE id = ?")
+            .bind(container)
+            .bind(now_ms())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        found(done.rows_affected(), id)
+    }
+
+    pub async fn set_keepalive(&self, id: &str, until_ms: i64) -> Result<(), StoreError> {
+        let done = sqlx::query(
+            "UPDATE sandboxes SET keepalive_until = ?, last_active_at = MAX(last_active_at, ?),
+                updated_at = ? WHERE id = ?",
+        )
+        .bind(until_ms)
+        .bind(now_ms())
+        .bind(now_ms())
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        found(done.rows_affected(), id)
+    }
+
+    /// Moves `last_active_at` forward (never back) for a batch of sandboxes.
+    pub async fn record_activity(&self, batch: &[(String, i64)]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for (id, at) in batch {
+            sqlx::query("UPDATE sandboxes SET last_active_at = MAX(last_active_at, ?) WHERE id = ?")
+                .bind(at)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn delete_sandbox(&self, id: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM sandboxes WHERE id = ?")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
+
+fn found(rows: u64, id: &str) -> Result<(), StoreError> {
+    if rows == 0 {
+        Err(StoreError::NotFound(id.to_string()))
+    } else {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn new(id: &str) -> NewSandbox {
+        NewSandbox {
+            id: id.into(),
+            image: "img".into(),
+            ports: vec![3000, 5173],
+            env: BTreeMap::from([("A".into(), "1".into())]),
+            metadata: BTreeMap::new(),
+            memory_bytes: 1 << 30,
+            nano_cpus: 1_000_000_000,
+            start_cmd: Some("npm run dev".into()),
+            idle_timeout_s: 60,
+            idle_policy: IdlePolicy::Sleep,
+        }
+    }
+
+    async fn store() -> (Store, tempdir::TempDir) {
+        let dir = tempdir::TempDir::new();
+        let store = Store::open(&dir.path().join("t.db")).await.unwrap();
+        (store, dir)
+    }
+
+    /// A tiny self-cleaning temporary directory, to avoid a dependency.
+    mod tempdir {
+        pub struct TempDir(std::path::PathBuf);
+        impl TempDir {
+            pub fn new() -> Self {
+                let p = std::env::temp_dir().join(format!("berth-store-{}", ulid::Ulid::generate()));
+                std::fs::create_dir_all(&p).unwrap();
+                Self(p)
+            }
+            pub fn path(&self) -> &std::path::Path {
+                &self.0
+            }
+        }
+        impl Drop for TempDir {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn insert_then_read_back() {
+        let (s, _d) = store().await;
+        let r = s.insert_sandbox(&new("a")).await.unwrap();
+        assert_eq!(r.status, Status::Creating);
+        assert_eq!(r.desired_state, DesiredState::Running);
+        assert_eq!(r.ports.0, vec![3000, 5173]);
+        assert_eq!(r.env.0.get("A").map(String::as_str), Some("1"));
+        assert!(matches!(s.insert_sandbox(&new("a")).await, Err(StoreError::Exists(_))));
+    }
+
+    #[tokio::test]
+    async fn activity_only_moves_forward() {
+        let (s, _d) = store().await;
+        let r = s.insert_sandbox(&new("a")).await.unwrap();
+        s.record_activity(&[("a".into(), r.last_active_at + 1000)]).await.unwrap();
+        s.record_activity(&[("a".into(), 5)]).await.unwrap();
+        assert_eq!(s.sandbox("a").await.unwrap().last_active_at, r.last_active_at + 1000);
+    }
+
+    #[tokio::test]
+    async fn instance_id_is_stable() {
+        let (s, _d) = store().await;
+        assert_eq!(s.instance_id().await.unwrap(), s.instance_id().await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn updates_on_missing_rows_say_not_found() {
+        let (s, _d) = store().await;
+        assert!(matches!(
+            s.set_status("nope", Status::Running, None).await,
+            Err(StoreError::NotFound(_))
+        ));
+    }
+}

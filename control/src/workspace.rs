@@ -1,0 +1,373 @@
+//! Sandbox home directories on the host, and the files API inside them.
+//!
+//! Layout: `<data>/sandboxes/<id>/` is mounted as the sandbox's `/home/user`
+//! and holds `workspace/`, the root of the files API. Both are owned by the
+//! sandbox user (uid 1000).
+//!
+//! Control runs as root and the directories are written by untrusted code, so
+//! every path below a home directory is opened through `cap-std`: `..`,
+//! absolute paths and symlinks that lead out are refused by construction,
+//! never by string checks alone.
+
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{fchown, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+
+use cap_std::ambient_authority;
+use cap_std::fs::{Dir, OpenOptions};
+use serde::Serialize;
+
+use crate::docker::spec::SANDBOX_UID;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FilesError {
+    #[error("invalid path `{path}`: {reason}")]
+    InvalidPath { path: String, reason: &'static str },
+    #[error("`{0}` does not exist in the workspace")]
+    NotFound(String),
+    #[error("`{path}` is {size} bytes, more than the limit of {max}")]
+    TooLarge { path: String, size: u64, max: u64 },
+    #[error("`{0}` is a directory")]
+    IsDirectory(String),
+    #[error("workspace I/O: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// One entry of a directory listing.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct DirEntry {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub size: u64,
+}
+
+/// What a path in the workspace holds.
+#[derive(Debug)]
+pub enum Entry {
+    File(Vec<u8>),
+    Dir(Vec<DirEntry>),
+}
+
+#[derive(Debug, Clone)]
+pub struct Workspaces {
+    root: PathBuf,
+}
+
+/// Checks a client's path lexically and returns it relative to the workspace.
+/// `""` and `"."` mean the workspace itself.
+pub fn relative_path(raw: &str) -> Result<PathBuf, FilesError> {
+    let invalid = |reason| FilesError::InvalidPath {
+        path: raw.to_string(),
+        reason,
+    };
+    if raw.contains('\0') {
+        return Err(invalid("it contains a NUL byte"));
+    }
+    let mut clean = PathBuf::new();
+    for component in Path::new(raw).components() {
+        match component {
+            Component::Normal(part) => clean.push(part),
+            Component::CurDir => {}
+            Component::ParentDir => return Err(invalid("`..` would leave the workspace")),
+            Component::RootDir | Component::Prefix(_) => {
+                return Err(invalid("paths are relative to the workspace, not absolute"));
+            }
+        }
+    }
+    Ok(clean)
+}
+
+fn kind_of(file_type: cap_std::fs::FileType) -> &'static str {
+    if file_type.is_dir() {
+        "dir"
+    } else if file_type.is_file() {
+        "file"
+    } else if file_type.is_symlink() {
+        "symlink"
+    } else {
+        "other"
+    }
+}
+
+/// Gives a path created by root to the sandbox user; a control that is not
+/// root cannot, and then the sandbox user must already own the data dir.
+fn give_to_sandbox_user(fd: &impl std::os::fd::AsFd) -> io::Result<()> {
+    match fchown(fd, Some(SANDBOX_UID), Some(SANDBOX_UID)) {
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => Ok(()),
+        other => other,
+    }
+}
+
+impl Workspaces {
+    pub fn new(data_dir: &Path) -> Self {
+        Self {
+            root: data_dir.join("sandboxes"),
+        }
+    }
+
+    /// The host directory mounted as the sandbox's home.
+    pub fn home(&self, id: &str) -> PathBuf {
+        self.root.join(id)
+    }
+
+    pub fn exists(&self, id: &str) -> bool {
+        self.home(id).is_dir()
+    }
+
+    /// Creates the home and workspace directories if missing (keeping what an
+    /// earlier sandbox with this id left). Returns whether the home was new.
+    pub fn ensure(&self, id: &str) -> Result<bool, FilesError> {
+        std::fs::create_dir_all(&self.root)?;
+        std::fs::set_permissions(&self.root, std::fs::Permissions::from_mode(0o711))?;
+        let home = self.home(id);
+        let created = match std::fs::create_dir(&home) {
+            Ok(()) => true,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => false,
+            Err(e) => return Err(e.into()),
+        };
+        let home_dir = Dir::open_ambient_dir(&home, ambient_authority())?;
+        if created {
+            give_to_sandbox_user(&home_dir.open(".")?)?;
+        }
+        match home_dir.create_dir("workspace") {
+            // Directories are chowned through a plain read handle: cap-std's
+            // `Dir` handles are O_PATH, which fchown refuses.
+            Ok(()) => give_to_sandbox_user(&home_dir.open("workspace")?)?,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e.into()),
+        }
+        Ok(created)
+    }
+
+    /// Deletes a home directory and everything in it (symlinks are removed,
+    /// never followed).
+    pub fn remove(&self, id: &str) -> Result<(), FilesError> {
+        match std::fs::remove_dir_all(self.home(id)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e.into()),
+            _ => Ok(()),
+        }
+    }
+
+    fn workspace(&self, id: &str, shown: &str) -> Result<Dir, FilesError> {
+        let home = Dir::open_ambient_dir(self.home(id), ambient_authority()).map_err(|e| {
+            if e.kind() == io::ErrorKind::NotFound {
+                FilesError::NotFound(shown.to_string())
+            } else {
+                e.into()
+            }
+        })?;
+        home.open_dir("workspace").map_err(|e| map_io(e, shown))
+    }
+
+    /// Reads a file, or lists a directory, at `path` in the workspace.
+    pub fn read(&self, id: &str, path: &str, max: u64) -> Result<Entry, FilesError> {
+        let rel = relative_path(path)?;
+        let ws = self.workspace(id, path)?;
+        if rel.as_os_str().is_empty() {
+            return list(&ws, path);
+        }
+        let meta = ws.metadata(&rel).map_err(|e| map_io(e, path))?;
+        if meta.is_dir() {
+            let dir = ws.open_dir(&rel).map_err(|e| map_io(e, path))?;
+            return list(&dir, path);
+        }
+        if meta.len() > max {
+            return Err(FilesError::TooLarge {
+                path: path.to_string(),
+                size: meta.len(),
+                max,
+            });
+        }
+        let mut file = ws.open(&rel).map_err(|e| map_io(e, path))?;
+        let mut content = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+        Read::by_ref(&mut file).take(max + 1).read_to_end(&mut content)?;
+        if content.len() as u64 > max {
+            return Err(FilesError::TooLarge {
+                path: path.to_string(),
+                size: content.len() as u64,
+                max,
+            });
+        }
+        Ok(Entry::File(content))
+    }
+
+    /// Writes (or appends to) a file, creating missing parent directories.
+    /// Returns the file's size afterwards.
+    pub fn write(&self, id: &str, path: &str, content: &[u8], append: bool) -> Result<u64, FilesError> {
+        let rel = relative_path(path)?;
+        if rel.as_os_str().is_empty() {
+            return Err(FilesError::InvalidPath {
+                path: path.to_string(),
+                reason: "name a file to write",
+            });
+        }
+        let ws = self.workspace(id, path)?;
+        if let Some(parent) = rel.parent() {
+            make_dirs(&ws, parent, path)?;
+        }
+        let mut options = OpenOptions::new();
+        options.write(true).create(true);
+        if append {
+            options.append(true);
+        } else {
+            options.truncate(true);
+        }
+        let mut file = ws.open_with(&rel, &options).map_err(|e| map_io(e, path))?;
+        give_to_sandbox_user(&file)?;
+        file.write_all(content)?;
+        file.flush()?;
+        Ok(file.metadata()?.len())
+    }
+
+    /// Deletes a file, or a directory with everything in it.
+    pub fn delete(&self, id: &str, path: &str) -> Result<(), FilesError> {
+        let rel = relative_path(path)?;
+        if rel.as_os_str().is_empty() {
+            return Err(FilesError::InvalidPath {
+                path: path.to_string(),
+                reason: "the workspace itself cannot be deleted",
+            });
+        }
+        let ws = self.workspace(id, path)?;
+        let meta = ws.symlink_metadata(&rel).map_err(|e| map_io(e, path))?;
+        let done = if meta.is_dir() {
+            ws.remove_dir_all(&rel)
+        } else {
+            ws.remove_file(&rel)
+        };
+        done.map_err(|e| map_io(e, path))
+    }
+}
+
+/// Creates `rel` and its missing ancestors, each owned by the sandbox user.
+fn make_dirs(ws: &Dir, rel: &Path, shown: &str) -> Result<(), FilesError> {
+    let mut sofar = PathBuf::new();
+    for part in rel.components() {
+        sofar.push(part);
+        match ws.create_dir(&sofar) {
+            Ok(()) => give_to_sandbox_user(&ws.open(&sofar).map_err(|e| map_io(e, shown))?)?,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(map_io(e, shown)),
+        }
+    }
+    Ok(())
+}
+
+fn list(dir: &Dir, shown: &str) -> Result<Entry, FilesError> {
+    let mut entries = Vec::new();
+    for entry in dir.entries().map_err(|e| map_io(e, shown))? {
+        let entry = entry?;
+        let Ok(name) = entry.file_name().into_string() else {
+            continue;
+        };
+        let file_type = entry.file_type()?;
+        let size = if file_type.is_file() {
+            entry.metadata().map(|m| m.len()).unwrap_or(0)
+        } else {
+            0
+        };
+        entries.push(DirEntry {
+            name,
+            kind: kind_of(file_type),
+            size,
+        });
+    }
+    entries.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(Entry::Dir(entries))
+}
+
+/// Turns cap-std's refusals into what the client did wrong.
+fn map_io(e: io::Error, shown: &str) -> FilesError {
+    match e.kind() {
+        io::ErrorKind::NotFound => FilesError::NotFound(shown.to_string()),
+        // cap-std reports a path leading outside the workspace this way.
+        io::ErrorKind::PermissionDenied => FilesError::InvalidPath {
+            path: shown.to_string(),
+            reason: "it leads outside the workspace",
+        },
+        io::ErrorKind::IsADirectory => FilesError::IsDirectory(shown.to_string()),
+        io::ErrorKind::NotADirectory => FilesError::InvalidPath {
+            path: shown.to_string(),
+            reason: "a parent of it is not a directory",
+        },
+        _ => FilesError::Io(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Tmp(PathBuf);
+    impl Drop for Tmp {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    fn setup() -> (Workspaces, Tmp) {
+        let dir = std::env::temp_dir().join(format!("berth-ws-{}", ulid::Ulid::generate()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ws = Workspaces::new(&dir);
+        ws.ensure("s1").unwrap();
+        (ws, Tmp(dir))
+    }
+
+    #[test]
+    fn lexical_checks() {
+        assert_eq!(relative_path("a/./b").unwrap(), PathBuf::from("a/b"));
+        assert_eq!(relative_path(".").unwrap(), PathBuf::new());
+        assert!(relative_path("../x").is_err());
+        assert!(relative_path("a/../../x").is_err());
+        assert!(relative_path("/etc/passwd").is_err());
+        assert!(relative_path("a\0b").is_err());
+    }
+
+    #[test]
+    fn write_read_append_list_delete() {
+        let (ws, _t) = setup();
+        assert_eq!(ws.write("s1", "app/index.html", b"<h1>", false).unwrap(), 4);
+        assert_eq!(ws.write("s1", "app/index.html", b"hi", true).unwrap(), 6);
+        match ws.read("s1", "app/index.html", 100).unwrap() {
+            Entry::File(c) => assert_eq!(c, b"<h1>hi"),
+            other => panic!("{other:?}"),
+        }
+        match ws.read("s1", "app", 100).unwrap() {
+            Entry::Dir(e) => assert_eq!(e[0].name, "index.html"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(ws.read("s1", "app/index.html", 3), Err(FilesError::TooLarge { .. })));
+        ws.delete("s1", "app").unwrap();
+        assert!(matches!(ws.read("s1", "app", 100), Err(FilesError::NotFound(_))));
+    }
+
+    #[test]
+    fn symlinks_out_of_the_workspace_are_refused() {
+        let (ws, t) = setup();
+        let outside = t.0.join("secret");
+        std::fs::write(&outside, "s3cret").unwrap();
+        let link = ws.home("s1").join("workspace/link");
+        std::os::unix::fs::symlink(&outside, &link).unwrap();
+        std::os::unix::fs::symlink("../../..", ws.home("s1").join("workspace/up")).unwrap();
+        for path in ["link", "up/secret", "up"] {
+            let err = ws.read("s1", path, 100).unwrap_err();
+            assert!(matches!(err, FilesError::InvalidPath { .. }), "{path}: {err:?}");
+        }
+        assert!(matches!(
+            ws.write("s1", "link", b"x", false).unwrap_err(),
+            FilesError::InvalidPath { .. }
+        ));
+        assert_eq!(std::fs::read_to_string(&outside).unwrap(), "s3cret");
+    }
+
+    #[test]
+    fn a_replaced_workspace_symlink_is_refused() {
+        let (ws, _t) = setup();
+        let w = ws.home("s1").join("workspace");
+        std::fs::remove_dir(&w).unwrap();
+        std::os::unix::fs::symlink("/etc", &w).unwrap();
+        assert!(matches!(ws.read("s1", "passwd", 1 << 20), Err(FilesError::InvalidPath { .. })));
+        // Ensuring the directories again does not follow the link either.
+        ws.ensure("s1").unwrap();
+    }
+}

@@ -1,0 +1,369 @@
+//! Test harness: the real `berth-control` binary on a free port, with its own
+//! data directory and Docker network, against the host's real Docker daemon.
+//! Everything a test makes is removed when its `Control` is dropped, also
+//! when the test panics.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::Value;
+
+pub const TEST_IMAGE: &str = "berth-test-sandbox:latest";
+pub const TOKEN: &str = "test-secret-0123456789abcdef";
+
+/// Builds the sandbox image the tests use: static busybox on `scratch`, with
+/// a user 1000 and a command that stays up and stops fast.
+pub fn ensure_test_image() {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .expect("static busybox is needed for the test image: apt-get install busybox-static");
+        let ctx = std::env::temp_dir().join(format!("berth-test-image-{}", std::process::id()));
+        std::fs::create_dir_all(&ctx).unwrap();
+        std::fs::copy(busybox, ctx.join("busybox")).unwrap();
+        std::fs::write(
+            ctx.join("passwd"),
+            "root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000:user:/home/user:/bin/sh\n",
+        )
+        .unwrap();
+        std::fs::write(ctx.join("group"), "root:x:0:\nuser:x:1000:\n").unwrap();
+        std::fs::write(
+            ctx.join("Dockerfile"),
+            r#"FROM scratch
+COPY busybox /bin/busybox
+RUN ["/bin/busybox", "--install", "-s", "/bin"]
+COPY passwd group /etc/
+LABEL org.opencontainers.image.title="berth test sandbox"
+CMD ["/bin/sh", "-c", "trap 'exit 0' TERM INT; while :; do sleep 3600 & wait $!; done"]
+"#,
+        )
+        .unwrap();
+        let out = Command::new("docker")
+            .args(["build", "-q", "-t", TEST_IMAGE])
+            .arg(&ctx)
+            .output()
+            .expect("docker CLI");
+        assert!(
+            out.status.success(),
+            "building the test image failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let _ = std::fs::remove_dir_all(&ctx);
+    });
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("{prefix}{}{:x}", std::process::id(), nanos)
+}
+
+/// Runs the docker CLI; returns stdout (trimmed) and whether it succeeded.
+pub fn docker(args: &[&str]) -> (bool, String) {
+    let out = Command::new("docker").args(args).output().expect("docker CLI");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).trim().to_string(),
+    )
+}
+
+/// `docker inspect -f <format> <target>`.
+pub fn inspect(target: &str, format: &str) -> String {
+    let (ok, out) = docker(&["inspect", "-f", format, target]);
+    assert!(ok, "docker inspect {target} failed");
+    out
+}
+
+pub struct Control {
+    pub base: String,
+    pub port: u16,
+    pub data_dir: PathBuf,
+    pub network: String,
+    pub instance: String,
+    pub token: Option<String>,
+    env: Vec<(String, String)>,
+    child: Option<Child>,
+    http: reqwest::Client,
+    log: PathBuf,
+}
+
+/// A response: status and JSON body (`Value::Null` when the body is not JSON).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub body: Value,
+    pub headers: reqwest::header::HeaderMap,
+    pub text: String,
+}
+
+impl Reply {
+    pub fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("")
+    }
+}
+
+impl Control {
+    /// Starts control with test-friendly defaults plus `extra` settings.
+    pub async fn start(extra: &[(&str, &str)]) -> Self {
+        ensure_test_image();
+        let data_dir = std::env::temp_dir().join(unique("berth-it-"));
+        std::fs::create_dir_all(&data_dir).unwrap();
+        let network = unique("berth-t-");
+        let port = free_port();
+        let mut env: Vec<(String, String)> = vec![
+            ("BERTH_DATA_DIR".into(), data_dir.display().to_string()),
+            ("BERTH_API_BIND".into(), format!("127.0.0.1:{port}")),
+            ("BERTH_IMAGE".into(), TEST_IMAGE.into()),
+            ("BERTH_NETWORK".into(), network.clone()),
+            ("BERTH_PREVIEW_DOMAIN".into(), "test.localhost".into()),
+            ("BERTH_DEFAULT_MEMORY".into(), "256m".into()),
+            ("BERTH_RECONCILE_INTERVAL".into(), "2".into()),
+            ("BERTH_REAP_INTERVAL".into(), "1".into()),
+            ("BERTH_STOP_TIMEOUT".into(), "2".into()),
+            ("RUST_LOG".into(), "info,berth_control=debug".into()),
+        ];
+        let mut token = None;
+        for (k, v) in extra {
+            if *k == "BERTH_API_TOKENS" {
+                token = v.split_once(':').map(|(_, s)| s.to_string());
+            }
+            env.retain(|(key, _)| key != k);
+            env.push(((*k).into(), (*v).into()));
+        }
+        let log = data_dir.join("control.log");
+        let mut control = Control {
+            base: format!("http://127.0.0.1:{port}"),
+            port,
+            data_dir,
+            network,
+            instance: String::new(),
+            token,
+            env,
+            child: None,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(120))
+                .build()
+                .unwrap(),
+            log,
+        };
+        control.spawn().await;
+        let info = control.get("/v1/info").await;
+        assert_eq!(info.status, StatusCode::OK, "{info:?}");
+        control.instance = info.body["instance_id"].as_str().unwrap().to_string();
+        control
+    }
+
+    /// Starts the binary and waits for /healthz.
+    pub async fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_berth-control"))
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("berth-control binary");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("berth-control exited early ({status}):\n{}", self.log_text());
+            }
+            if let Ok(r) = self.http.get(format!("{}/healthz", self.base)).send().await {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "berth-control did not come up:\n{}", self.log_text());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGKILL: no shutdown path runs.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn terminate(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+            let status = child.wait().unwrap();
+            assert!(status.success(), "control did not exit cleanly: {status}");
+        }
+    }
+
+    pub async fn restart(&mut self) {
+        self.terminate();
+        self.spawn().await;
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let req = self.http.request(method, format!("{}{path}", self.base));
+        match &self.token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        }
+    }
+
+    pub async fn send(&self, req: reqwest::RequestBuilder) -> Reply {
+        let r = req.send().await.expect("request to control");
+        let status = r.status();
+        let headers = r.headers().clone();
+        let text = r.text().await.unwrap_or_default();
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Reply {
+            status,
+            body,
+            headers,
+            text,
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.send(self.request(reqwest::Method::GET, path)).await
+    }
+
+    pub async fn send_method(&self, method: reqwest::Method, path: &str) -> Reply {
+        self.send(self.request(method, path)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Reply {
+        self.send(self.request(reqwest::Method::DELETE, path)).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Reply {
+        self.send(self.request(reqwest::Method::POST, path).json(&body)).await
+    }
+
+    pub async fn post_raw(&self, path: &str, body: &str) -> Reply {
+        self.send(self.request(reqwest::Method::POST, path).body(body.to_string()))
+            .await
+    }
+
+    pub async fn put(&self, path: &str, body: Value) -> Reply {
+        self.send(self.request(reqwest::Method::PUT, path).json(&body)).await
+    }
+
+    /// A request with no token at all, whatever the harness holds.
+    pub async fn anonymous(&self, method: reqwest::Method, path: &str) -> Reply {
+        self.send(self.http.request(method, format!("{}{path}", self.base)))
+            .await
+    }
+
+    /// Creates a sandbox and asserts it is running.
+    pub async fn create(&self, body: Value) -> Value {
+        let r = self.post("/sandbox", body).await;
+        assert_eq!(r.status, StatusCode::CREATED, "create failed: {r:?}\n{}", self.log_text());
+        assert_eq!(r.body["status"], "running", "{r:?}");
+        r.body
+    }
+
+    pub async fn exec(&self, id: &str, cmd: &[&str]) -> Reply {
+        self.post(&format!("/sandbox/{id}/exec"), serde_json::json!({ "cmd": cmd }))
+            .await
+    }
+
+    /// Runs a shell line and returns its stdout, asserting exit 0.
+    pub async fn sh(&self, id: &str, line: &str) -> String {
+        let r = self.exec(id, &["/bin/sh", "-c", line]).await;
+        assert_eq!(r.status, StatusCode::OK, "{r:?}");
+        assert_eq!(r.body["exit_code"], 0, "`{line}` failed: {r:?}");
+        r.body["stdout"].as_str().unwrap().to_string()
+    }
+
+    pub async fn status_of(&self, id: &str) -> String {
+        self.get(&format!("/sandbox/{id}")).await.body["status"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    }
+
+    /// Polls `check` until it holds or `timeout` passes.
+    pub async fn eventually<F, Fut>(&self, what: &str, timeout: Duration, mut check: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let deadline = Instant::now() + timeout;
+        while !check().await {
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}\n--- control log ---\n{}",
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub fn container(&self, id: &str) -> String {
+        format!("berth-{id}")
+    }
+
+    pub fn home(&self, id: &str) -> PathBuf {
+        self.data_dir.join("sandboxes").join(id)
+    }
+
+    /// Containers of this instance, by sandbox id, with their running state.
+    pub fn containers(&self) -> HashMap<String, bool> {
+        let filter = format!("label=berth.instance={}", self.instance);
+        let (_, out) = docker(&[
+            "ps",
+            "-a",
+            "--filter",
+            &filter,
+            "--format",
+            "{{.Label \"berth.sandbox.id\"}} {{.State}}",
+        ]);
+        out.lines()
+            .filter_map(|l| l.split_once(' '))
+            .map(|(id, state)| (id.to_string(), state == "running"))
+            .collect()
+    }
+}
+
+impl Drop for Control {
+    fn drop(&mut self) {
+        self.kill9();
+        if !self.instance.is_empty() {
+            let filter = format!("label=berth.instance={}", self.instance);
+            let (_, ids) = docker(&["ps", "-aq", "--filter", &filter]);
+            for id in ids.lines() {
+                let _ = docker(&["rm", "-f", "-v", id]);
+            }
+        }
+        let _ = docker(&["network", "rm", &self.network]);
+        if std::thread::panicking() {
+            eprintln!("--- control log ---\n{}", self.log_text());
+        }
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+}
