@@ -84,9 +84,14 @@ pub fn environment(rec: &SandboxRecord) -> Vec<String> {
 
 /// The full create request for a sandbox whose home is `home` on the host.
 pub fn container_spec(rec: &SandboxRecord, ctx: &SpecContext, home: &Path) -> ContainerCreateBody {
+    // Owned by the sandbox user: Docker 20.10 forgets `mode=` when it
+    // restarts a container, but keeps the owner.
     let tmpfs = HashMap::from([(
         "/tmp".to_string(),
-        format!("rw,nosuid,nodev,size={},mode=1777", ctx.tmp_size),
+        format!(
+            "rw,nosuid,nodev,size={},mode=1777,uid={SANDBOX_UID},gid={SANDBOX_UID}",
+            ctx.tmp_size
+        ),
     )]);
     let host_config = HostConfig {
         binds: Some(vec![format!("{}:{HOME}:rw", home.display())]),

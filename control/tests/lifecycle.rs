@@ -1,0 +1,266 @@
+//! Sandboxes on the real Docker daemon: hardening, exec, stop and wake,
+//! idle reaping, delete and purge.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{inspect, Control};
+use reqwest::StatusCode;
+use serde_json::json;
+
+#[tokio::test]
+async fn containers_are_hardened_and_run_as_the_sandbox_user() {
+    let c = Control::start(&[]).await;
+    let s = c.create(json!({"memory": "300m", "cpus": 0.5})).await;
+    let id = s["id"].as_str().unwrap();
+    let name = c.container(id);
+    assert_eq!(inspect(&name, "{{json .HostConfig.CapDrop}}"), r#"["ALL"]"#);
+    assert!(inspect(&name, "{{json .HostConfig.SecurityOpt}}").contains("no-new-privileges"));
+    assert_eq!(inspect(&name, "{{.HostConfig.ReadonlyRootfs}}"), "true");
+    assert_eq!(inspect(&name, "{{.HostConfig.PidsLimit}}"), "1024");
+    assert_eq!(inspect(&name, "{{.HostConfig.Memory}}"), (300u64 << 20).to_string());
+    assert_eq!(inspect(&name, "{{.HostConfig.NanoCpus}}"), "500000000");
+    assert_eq!(inspect(&name, "{{.Config.User}}"), "1000:1000");
+    assert_eq!(inspect(&name, "{{.HostConfig.NetworkMode}}"), c.network);
+    assert!(inspect(&name, "{{json .HostConfig.Tmpfs}}").contains("/tmp"));
+    assert_eq!(inspect(&name, "{{index .Config.Labels \"berth.managed\"}}"), "true");
+    assert_eq!(inspect(&c.network, "{{index .Options \"com.docker.network.bridge.enable_icc\"}}"), "false");
+
+    // Inside: uid 1000, read-only root, writable home, workspace and /tmp.
+    assert_eq!(c.sh(id, "id -u").await, "1000\n");
+    assert_eq!(c.sh(id, "pwd").await, "/home/user/workspace\n");
+    let r = c.exec(id, &["/bin/sh", "-c", "touch /etc/x"]).await;
+    assert_ne!(r.body["exit_code"], 0, "root filesystem must be read-only: {r:?}");
+    c.sh(id, "touch /tmp/x ~/x ~/workspace/x").await;
+    // No privilege to gain.
+    let r = c.exec(id, &["/bin/sh", "-c", "grep CapEff /proc/self/status"]).await;
+    assert!(r.body["stdout"].as_str().unwrap().contains("0000000000000000"), "{r:?}");
+}
+
+#[tokio::test]
+async fn exec_returns_output_exit_code_and_honours_options() {
+    let c = Control::start(&[]).await;
+    let id = c.create(json!({})).await["id"].as_str().unwrap().to_string();
+    let r = c
+        .post(
+            &format!("/sandbox/{id}/exec"),
+            json!({"cmd": ["/bin/sh", "-c", "echo out; echo err >&2; exit 3"]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body["exit_code"], 3);
+    assert_eq!(r.body["stdout"], "out\n");
+    assert_eq!(r.body["stderr"], "err\n");
+    assert!(r.body["duration_ms"].as_u64().is_some());
+
+    // A shell line, cwd relative to the workspace, env, stdin.
+    c.sh(&id, "mkdir -p app").await;
+    let r = c
+        .post(
+            &format!("/v1/sandboxes/{id}/exec"),
+            json!({"cmd": "pwd; echo $X; cat", "cwd": "app", "env": {"X": "y"}, "stdin": "piped"}),
+        )
+        .await;
+    assert_eq!(r.body["stdout"], "/home/user/workspace/app\ny\npiped", "{r:?}");
+
+    // A missing program is the command's failure, not the API's.
+    let r = c.exec(&id, &["/no/such/program"]).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_ne!(r.body["exit_code"], 0);
+}
+
+#[tokio::test]
+async fn exec_timeout_kills_the_whole_process_tree() {
+    let c = Control::start(&[]).await;
+    let id = c.create(json!({})).await["id"].as_str().unwrap().to_string();
+    let started = std::time::Instant::now();
+    let r = c
+        .post(
+            &format!("/sandbox/{id}/exec"),
+            json!({"cmd": ["/bin/sh", "-c", "sleep 300 & sleep 301; echo never"], "timeout_s": 1}),
+        )
+        .await;
+    assert!(started.elapsed() < Duration::from_secs(20));
+    assert_eq!(r.body["timed_out"], true, "{r:?}");
+    assert_eq!(r.body["exit_code"], serde_json::Value::Null);
+    // Neither sleep survives.
+    let ps = c.sh(&id, "ps -o args | grep 'sleep 30[01]' | grep -v grep || true").await;
+    assert_eq!(ps, "", "processes left behind: {ps}");
+}
+
+#[tokio::test]
+async fn stop_then_exec_wakes_and_start_command_runs_again() {
+    let c = Control::start(&[]).await;
+    let s = c
+        .create(json!({"start": "echo started >> ~/workspace/starts.log; sleep 1000"}))
+        .await;
+    let id = s["id"].as_str().unwrap();
+    c.eventually("the start command to run", Duration::from_secs(10), || async {
+        std::fs::read_to_string(c.home(id).join("workspace/starts.log")).is_ok_and(|s| s.lines().count() == 1)
+    })
+    .await;
+
+    let stopped = c.post(&format!("/v1/sandboxes/{id}/stop"), json!({})).await;
+    assert_eq!(stopped.status, StatusCode::OK);
+    assert_eq!(stopped.body["status"], "stopped");
+    assert_eq!(c.containers()[id], false);
+
+    // exec wakes the sandbox first.
+    assert_eq!(c.sh(id, "echo awake").await, "awake\n");
+    assert_eq!(c.status_of(id).await, "running");
+    c.eventually("the start command to run again on wake", Duration::from_secs(10), || async {
+        std::fs::read_to_string(c.home(id).join("workspace/starts.log")).is_ok_and(|s| s.lines().count() == 2)
+    })
+    .await;
+
+    // Explicit start of a stopped sandbox, and of a running one (no-op).
+    c.post(&format!("/v1/sandboxes/{id}/stop"), json!({})).await;
+    let started = c.post(&format!("/v1/sandboxes/{id}/start"), json!({})).await;
+    assert_eq!(started.body["status"], "running");
+    let again = c.post(&format!("/v1/sandboxes/{id}/start"), json!({})).await;
+    assert_eq!(again.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn concurrent_wakes_start_the_container_once() {
+    let c = Control::start(&[]).await;
+    let id = c
+        .create(json!({"start": "echo x >> ~/workspace/starts.log"}))
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    c.post(&format!("/v1/sandboxes/{id}/stop"), json!({})).await;
+    let before = std::fs::read_to_string(c.home(&id).join("workspace/starts.log"))
+        .unwrap_or_default()
+        .lines()
+        .count();
+    let calls = (0..10).map(|_| c.exec(&id, &["true"]));
+    for r in futures_util::future::join_all(calls).await {
+        assert_eq!(r.body["exit_code"], 0, "{r:?}");
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = std::fs::read_to_string(c.home(&id).join("workspace/starts.log"))
+        .unwrap()
+        .lines()
+        .count();
+    assert_eq!(after, before + 1, "one wake, one start command");
+}
+
+#[tokio::test]
+async fn idle_sandboxes_are_stopped_and_keepalive_postpones_it() {
+    let c = Control::start(&[]).await;
+    let idle = c.create(json!({"idle_timeout_s": 2})).await["id"].as_str().unwrap().to_string();
+    let kept = c.create(json!({"idle_timeout_s": 2})).await["id"].as_str().unwrap().to_string();
+    let always = c
+        .create(json!({"idle_timeout_s": 1, "idle_policy": "always_on"}))
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let until = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 30;
+    let k = c.post(&format!("/sandbox/{kept}/keepalive"), json!({"until": until})).await;
+    assert_eq!(k.status, StatusCode::OK);
+    assert!(k.body["keepalive_until"].as_str().is_some());
+
+    c.eventually("the idle sandbox to be stopped", Duration::from_secs(15), || async {
+        c.status_of(&idle).await == "stopped"
+    })
+    .await;
+    let r = c.get(&format!("/sandbox/{idle}")).await;
+    assert_eq!(r.body["container"]["running"], false);
+    assert!(r.body["status_detail"].as_str().unwrap().contains("idle"));
+    assert_eq!(c.status_of(&kept).await, "running");
+    assert_eq!(c.status_of(&always).await, "running");
+
+    // A keepalive without body postpones by the sandbox's idle timeout.
+    let k = c.post_raw(&format!("/sandbox/{always}/keepalive"), "").await;
+    assert_eq!(k.status, StatusCode::OK, "{k:?}");
+}
+
+#[tokio::test]
+async fn a_long_exec_is_activity_and_is_never_reaped() {
+    let c = Control::start(&[]).await;
+    let id = c.create(json!({"idle_timeout_s": 1})).await["id"].as_str().unwrap().to_string();
+    let r = c.exec(&id, &["/bin/sh", "-c", "sleep 4; echo done"]).await;
+    assert_eq!(r.body["stdout"], "done\n", "{r:?}");
+}
+
+#[tokio::test]
+async fn delete_keeps_the_workspace_and_recreate_reattaches_it() {
+    let c = Control::start(&[]).await;
+    let id = format!("keep-{}", std::process::id());
+    c.create(json!({"id": id})).await;
+    c.sh(&id, "echo precious > ~/workspace/data.txt").await;
+    assert_eq!(c.delete(&format!("/sandbox/{id}")).await.status, StatusCode::NO_CONTENT);
+    assert!(c.containers().is_empty());
+    assert!(c.home(&id).join("workspace/data.txt").exists());
+
+    c.create(json!({"id": id})).await;
+    assert_eq!(c.sh(&id, "cat ~/workspace/data.txt").await, "precious\n");
+
+    // Purge removes everything; a second purge is a 404.
+    assert_eq!(c.post(&format!("/sandbox/{id}/purge"), json!({})).await.status, StatusCode::NO_CONTENT);
+    assert!(!c.home(&id).exists());
+    assert!(c.containers().is_empty());
+    assert_eq!(c.get(&format!("/sandbox/{id}")).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(c.post(&format!("/sandbox/{id}/purge"), json!({})).await.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn purge_after_delete_removes_the_kept_workspace() {
+    let c = Control::start(&[]).await;
+    let id = format!("left-{}", std::process::id());
+    c.create(json!({"id": id})).await;
+    c.delete(&format!("/sandbox/{id}")).await;
+    assert!(c.home(&id).exists());
+    let r = c.post(&format!("/sandbox/{id}/purge"), json!({})).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    assert!(!c.home(&id).exists());
+}
+
+#[tokio::test]
+async fn sandboxes_cannot_reach_each_other_nor_the_control_api() {
+    let c = Control::start(&[]).await;
+    let a = c.create(json!({})).await["id"].as_str().unwrap().to_string();
+    let b = c
+        .create(json!({"ports": [8080], "start": "mkdir -p /tmp/www && echo hello-from-b > /tmp/www/index.html && httpd -f -p 8080 -h /tmp/www"}))
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let b_ip = c.get(&format!("/sandbox/{b}")).await.body["container"]["ip"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The host reaches B's app (that is how the edge proxies to it)...
+    c.eventually("B's app to answer the host", Duration::from_secs(10), || async {
+        reqwest::get(format!("http://{b_ip}:8080/"))
+            .await
+            .is_ok()
+    })
+    .await;
+    // ...but A cannot.
+    let r = c
+        .exec(&a, &["/bin/sh", "-c", &format!("wget -q -T 3 -O - http://{b_ip}:8080/")])
+        .await;
+    assert_ne!(r.body["exit_code"], 0, "A reached B: {r:?}");
+    assert!(!r.body["stdout"].as_str().unwrap().contains("hello-from-b"));
+
+    // Nor the control API, through the bridge gateway.
+    let gateway = common::inspect(&c.network, "{{(index .IPAM.Config 0).Gateway}}");
+    let r = c
+        .exec(
+            &a,
+            &["/bin/sh", "-c", &format!("wget -q -T 3 -O - http://{gateway}:{}/healthz", c.port)],
+        )
+        .await;
+    assert_ne!(r.body["exit_code"], 0, "A reached the control API: {r:?}");
+}
