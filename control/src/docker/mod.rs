@@ -16,7 +16,7 @@ use bollard::errors::Error as BollardError;
 use bollard::models::{ContainerCreateBody, NetworkCreateRequest};
 use bollard::query_parameters::{
     CreateContainerOptions, InspectContainerOptions, InspectNetworkOptions, ListContainersOptions,
-    RemoveContainerOptions, StartContainerOptions, StopContainerOptions,
+    ListNetworksOptions, RemoveContainerOptions, StartContainerOptions, StopContainerOptions,
 };
 use tokio::sync::OnceCell;
 
@@ -91,6 +91,7 @@ pub struct ContainerStatus {
 #[derive(Clone, Default)]
 pub struct Docker {
     client: std::sync::Arc<OnceCell<bollard::Docker>>,
+    network_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Docker {
@@ -129,45 +130,86 @@ impl Docker {
 
     /// Makes sure the sandbox network exists as a bridge on which containers
     /// cannot reach each other.
+    ///
+    /// API 1.41 creates a second network of the same name when two creates
+    /// race, so creation is serialised here and duplicates left by earlier
+    /// races (or by another process) are removed.
     pub async fn ensure_network(
         &self,
         name: &str,
         labels: HashMap<String, String>,
     ) -> Result<(), DockerError> {
+        let _serial = self.network_lock.lock().await;
         let client = self.client().await?;
-        match client
-            .inspect_network(name, None::<InspectNetworkOptions>)
-            .await
-        {
-            Ok(network) => {
-                let icc = network
-                    .options
-                    .as_ref()
-                    .and_then(|o| o.get("com.docker.network.bridge.enable_icc"))
-                    .map(String::as_str);
-                if icc != Some("false") {
-                    return Err(DockerError::NetworkNotIsolated(name.to_string()));
-                }
-                Ok(())
+        let mut found = self.networks_named(name).await?;
+        if found.len() > 1 {
+            self.remove_duplicate_networks(&mut found).await;
+        }
+        if let Some(network) = found.first() {
+            let icc = network
+                .options
+                .as_ref()
+                .and_then(|o| o.get("com.docker.network.bridge.enable_icc"))
+                .map(String::as_str);
+            if icc != Some("false") {
+                return Err(DockerError::NetworkNotIsolated(name.to_string()));
             }
-            Err(e) if status_of(&e) == Some(404) => {
-                let options = HashMap::from([(
-                    "com.docker.network.bridge.enable_icc".to_string(),
-                    "false".to_string(),
-                )]);
-                client
-                    .create_network(NetworkCreateRequest {
-                        name: name.to_string(),
-                        driver: Some("bridge".into()),
-                        options: Some(options),
-                        labels: Some(labels),
-                        ..Default::default()
-                    })
-                    .await?;
-                tracing::info!(network = name, "created the sandbox network (inter-container traffic off)");
-                Ok(())
+            return Ok(());
+        }
+        let options = HashMap::from([(
+            "com.docker.network.bridge.enable_icc".to_string(),
+            "false".to_string(),
+        )]);
+        client
+            .create_network(NetworkCreateRequest {
+                name: name.to_string(),
+                driver: Some("bridge".into()),
+                options: Some(options),
+                labels: Some(labels),
+                ..Default::default()
+            })
+            .await?;
+        tracing::info!(network = name, "created the sandbox network (inter-container traffic off)");
+        let mut found = self.networks_named(name).await?;
+        if found.len() > 1 {
+            self.remove_duplicate_networks(&mut found).await;
+        }
+        Ok(())
+    }
+
+    /// Networks whose name is exactly `name`, oldest first.
+    async fn networks_named(&self, name: &str) -> Result<Vec<bollard::models::Network>, DockerError> {
+        let filters = HashMap::from([("name".to_string(), vec![name.to_string()])]);
+        let options = ListNetworksOptions {
+            filters: Some(filters),
+        };
+        let mut found: Vec<_> = self
+            .client()
+            .await?
+            .list_networks(Some(options))
+            .await?
+            .into_iter()
+            .filter(|n| n.name.as_deref() == Some(name))
+            .collect();
+        found.sort_by(|a, b| a.created.cmp(&b.created));
+        Ok(found)
+    }
+
+    /// Keeps the oldest of same-named networks; removes the others if empty.
+    async fn remove_duplicate_networks(&self, found: &mut Vec<bollard::models::Network>) {
+        let Ok(client) = self.client().await else {
+            return;
+        };
+        let extra: Vec<_> = found.drain(1..).collect();
+        for network in extra {
+            let Some(id) = network.id else { continue };
+            let detail = client
+                .inspect_network(&id, None::<InspectNetworkOptions>)
+                .await;
+            let empty = detail.is_ok_and(|d| d.containers.is_none_or(|c| c.is_empty()));
+            if empty && client.remove_network(&id).await.is_ok() {
+                tracing::warn!(network = %id, "removed a duplicate sandbox network");
             }
-            Err(e) => Err(e.into()),
         }
     }
 

@@ -1,0 +1,171 @@
+//! Crashes and restarts lose nothing: the database is the truth and the
+//! reconciler converges Docker to it.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use common::{docker, Control};
+use reqwest::StatusCode;
+use serde_json::json;
+
+/// Waits until every record has a container in its status's state and every
+/// container of the instance has a record.
+async fn converged(c: &Control) -> HashMap<String, String> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let list = c.get("/sandboxes").await;
+        if list.status == StatusCode::OK {
+            let records: HashMap<String, String> = list.body["sandboxes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| (s["id"].as_str().unwrap().to_string(), s["status"].as_str().unwrap().to_string()))
+                .collect();
+            let containers = c.containers();
+            let agree = records.len() == containers.len()
+                && records.iter().all(|(id, status)| match containers.get(id) {
+                    Some(true) => status == "running",
+                    Some(false) => status == "stopped",
+                    None => false,
+                });
+            if agree {
+                return records;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "Docker did not converge: records {records:?}, containers {containers:?}\n{}",
+                c.log_text()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_restart_keeps_every_sandbox_and_its_state() {
+    let mut c = Control::start(&[]).await;
+    let running = c.create(json!({"id": format!("run-{}", std::process::id())})).await["id"].as_str().unwrap().to_string();
+    let stopped = c.create(json!({})).await["id"].as_str().unwrap().to_string();
+    c.post(&format!("/v1/sandboxes/{stopped}/stop"), json!({})).await;
+    c.sh(&running, "echo kept > file").await;
+
+    c.restart().await;
+    let states = converged(&c).await;
+    assert_eq!(states[&running], "running");
+    assert_eq!(states[&stopped], "stopped");
+    assert_eq!(c.sh(&running, "cat file").await, "kept\n");
+}
+
+#[tokio::test]
+async fn after_kill_9_a_container_deleted_behind_berths_back_is_recreated() {
+    let mut c = Control::start(&[]).await;
+    let a = c
+        .create(json!({"start": "echo started >> ~/workspace/starts.log; sleep 1000"}))
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let b = c.create(json!({})).await["id"].as_str().unwrap().to_string();
+    c.post(&format!("/v1/sandboxes/{b}/stop"), json!({})).await;
+    c.sh(&a, "echo precious > data").await;
+
+    c.kill9();
+    assert!(docker(&["rm", "-f", &c.container(&a)]).0);
+    assert!(docker(&["rm", "-f", &c.container(&b)]).0);
+    c.spawn().await;
+
+    let states = converged(&c).await;
+    assert_eq!(states[&a], "running");
+    assert_eq!(states[&b], "stopped");
+    assert_eq!(c.sh(&a, "cat data").await, "precious\n");
+    c.eventually("the start command to run in the recreated container", Duration::from_secs(10), || async {
+        std::fs::read_to_string(c.home(&a).join("workspace/starts.log")).is_ok_and(|s| s.lines().count() == 2)
+    })
+    .await;
+    // The stopped one wakes on its recreated container.
+    assert_eq!(c.sh(&b, "echo up").await, "up\n");
+}
+
+#[tokio::test]
+async fn containers_without_a_record_are_removed_and_others_left_alone() {
+    let c = Control::start(&[]).await;
+    let keep = c.create(json!({})).await["id"].as_str().unwrap().to_string();
+    let orphan = format!("berth-orphan-{}", std::process::id());
+    let foreign = format!("not-berth-{}", std::process::id());
+    let instance_label = format!("berth.instance={}", c.instance);
+    assert!(docker(&["run", "-d", "--name", &orphan, "--label", "berth.managed=true", "--label", &instance_label,
+        "--label", "berth.sandbox.id=ghost", common::TEST_IMAGE]).0);
+    assert!(docker(&["run", "-d", "--name", &foreign, "--label", "berth.managed=true", "--label", "berth.instance=someone-else",
+        "--label", "berth.sandbox.id=ghost", common::TEST_IMAGE]).0);
+
+    c.eventually("the orphan to be removed", Duration::from_secs(15), || async {
+        !docker(&["inspect", &orphan]).0
+    })
+    .await;
+    assert!(docker(&["inspect", &foreign]).0, "another instance's container survives");
+    assert!(c.containers().contains_key(&keep));
+    docker(&["rm", "-f", &foreign]);
+}
+
+#[tokio::test]
+async fn kill_9_at_any_moment_converges_and_keeps_what_was_acknowledged() {
+    let mut c = Control::start(&[]).await;
+    let pid = std::process::id();
+    let mut acknowledged: Vec<String> = Vec::new();
+    let mut deleted: Vec<String> = Vec::new();
+    for round in 0..4u64 {
+        // Creates and deletes in flight when control dies.
+        let ids: Vec<String> = (0..3).map(|i| format!("k{pid}-{round}-{i}")).collect();
+        let client = reqwest::Client::new();
+        let base = c.base.clone();
+        let inflight: Vec<_> = ids
+            .iter()
+            .map(|id| {
+                let (client, base, id) = (client.clone(), base.clone(), id.clone());
+                tokio::spawn(async move {
+                    let r = client.post(format!("{base}/sandbox")).json(&json!({"id": id})).send().await;
+                    matches!(r, Ok(r) if r.status() == StatusCode::CREATED).then_some(id)
+                })
+            })
+            .collect();
+        if let Some(victim) = acknowledged.pop() {
+            let (client, base) = (client.clone(), base.clone());
+            let v = victim.clone();
+            let del = tokio::spawn(async move {
+                let r = client.delete(format!("{base}/sandbox/{v}")).send().await;
+                matches!(r, Ok(r) if r.status() == StatusCode::NO_CONTENT)
+            });
+            tokio::time::sleep(Duration::from_millis(150 + round * 120)).await;
+            c.kill9();
+            if del.await.unwrap() {
+                deleted.push(victim);
+            } else {
+                acknowledged.push(victim);
+            }
+        } else {
+            tokio::time::sleep(Duration::from_millis(150 + round * 120)).await;
+            c.kill9();
+        }
+        for task in inflight {
+            if let Some(id) = task.await.unwrap() {
+                acknowledged.push(id);
+            }
+        }
+        c.spawn().await;
+        let states = converged(&c).await;
+        for id in &acknowledged {
+            assert_eq!(states.get(id).map(String::as_str), Some("running"), "acknowledged {id} lost");
+        }
+        for id in &deleted {
+            assert!(!states.contains_key(id), "acknowledged delete of {id} undone");
+        }
+        // Every record, acknowledged or not, is whole: it answers an exec.
+        for id in states.keys() {
+            assert_eq!(c.sh(id, "echo ok").await, "ok\n");
+        }
+    }
+}
