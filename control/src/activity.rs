@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::store::{now_ms, Store};
+use crate::store::{Store, now_ms};
 
 #[derive(Debug, Default)]
 struct State {
@@ -59,7 +59,9 @@ impl Activity {
 
     pub fn touch_at(&self, id: &str, at: i64) {
         let mut state = self.lock();
-        let State { pending, latest, .. } = &mut *state;
+        let State {
+            pending, latest, ..
+        } = &mut *state;
         for map in [pending, latest] {
             let slot = map.entry(id.to_string()).or_insert(at);
             *slot = (*slot).max(at);
@@ -113,7 +115,12 @@ impl Activity {
 }
 
 /// Flushes activity every `every` until shutdown, then once more.
-pub async fn flush_loop(activity: Activity, store: Store, every: Duration, shutdown: CancellationToken) {
+pub async fn flush_loop(
+    activity: Activity,
+    store: Store,
+    every: Duration,
+    shutdown: CancellationToken,
+) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

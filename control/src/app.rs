@@ -19,11 +19,17 @@ use crate::{reaper, reconciler};
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     #[error("data directory {path}: {source}")]
-    DataDir { path: String, source: std::io::Error },
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: String, source: std::io::Error },
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
     #[error("serving HTTP: {0}")]
     Serve(std::io::Error),
 }
@@ -44,7 +50,9 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
     let docker = Docker::new();
     match docker.describe().await {
         Ok(version) => tracing::info!(docker = %version, "connected to Docker"),
-        Err(e) => tracing::warn!(error = %e, "Docker is not answering yet; sandboxes will wait for it"),
+        Err(e) => {
+            tracing::warn!(error = %e, "Docker is not answering yet; sandboxes will wait for it")
+        }
     }
 
     let listener = TcpListener::bind(settings.api_bind)

@@ -61,7 +61,12 @@ impl Tokens {
 
     pub fn parse(raw: &str) -> Result<Self, TokenError> {
         let mut entries: Vec<(String, [u8; 32])> = Vec::new();
-        for (i, entry) in raw.split(',').map(str::trim).filter(|e| !e.is_empty()).enumerate() {
+        for (i, entry) in raw
+            .split(',')
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+            .enumerate()
+        {
             let n = i + 1;
             let (name, secret) = entry.split_once(':').ok_or(TokenError::Malformed(n))?;
             let name = name.trim();
@@ -153,7 +158,10 @@ mod tests {
     #[test]
     fn bad_lists_are_refused() {
         assert_eq!(Tokens::parse(A).unwrap_err(), TokenError::Malformed(1));
-        assert_eq!(Tokens::parse(&format!(":{A}")).unwrap_err(), TokenError::EmptyName(1));
+        assert_eq!(
+            Tokens::parse(&format!(":{A}")).unwrap_err(),
+            TokenError::EmptyName(1)
+        );
         assert_eq!(
             Tokens::parse("ci:short").unwrap_err(),
             TokenError::ShortSecret("ci".into())
@@ -172,8 +180,14 @@ mod tests {
             t.check_header(Some(&format!("Basic {A}"))).unwrap_err(),
             AuthError::Invalid
         );
-        assert_eq!(t.check_header(Some(&format!("bearer {A}"))).unwrap().0, "ci");
-        assert_eq!(t.check_header(Some("Bearer wrong")).unwrap_err(), AuthError::Invalid);
+        assert_eq!(
+            t.check_header(Some(&format!("bearer {A}"))).unwrap().0,
+            "ci"
+        );
+        assert_eq!(
+            t.check_header(Some("Bearer wrong")).unwrap_err(),
+            AuthError::Invalid
+        );
     }
 
     #[test]

@@ -126,7 +126,12 @@ pub struct Config {
     pub stop_timeout: u64,
 
     /// Where host memory is read from (tests point this at a file).
-    #[arg(long, env = "BERTH_MEMINFO_PATH", default_value = "/proc/meminfo", hide = true)]
+    #[arg(
+        long,
+        env = "BERTH_MEMINFO_PATH",
+        default_value = "/proc/meminfo",
+        hide = true
+    )]
     pub meminfo_path: PathBuf,
 }
 
@@ -181,7 +186,10 @@ impl Config {
             return Err(invalid("BERTH_DEFAULT_MEMORY", "at most BERTH_MAX_MEMORY"));
         }
         if self.default_memory.0 < 6 * 1024 * 1024 {
-            return Err(invalid("BERTH_DEFAULT_MEMORY", "at least 6m (Docker's minimum)"));
+            return Err(invalid(
+                "BERTH_DEFAULT_MEMORY",
+                "at least 6m (Docker's minimum)",
+            ));
         }
         if self.pids_limit < 16 {
             return Err(invalid("BERTH_PIDS_LIMIT", "at least 16"));
@@ -198,9 +206,16 @@ impl Config {
         if self.exec_timeout == 0 {
             return Err(invalid("BERTH_EXEC_TIMEOUT", "at least 1 second"));
         }
-        let domain = self.preview_domain.trim().trim_end_matches('.').to_ascii_lowercase();
+        let domain = self
+            .preview_domain
+            .trim()
+            .trim_end_matches('.')
+            .to_ascii_lowercase();
         if domain.is_empty() || domain.contains(['/', ':', ' ']) {
-            return Err(invalid("BERTH_PREVIEW_DOMAIN", "a DNS name such as example.com"));
+            return Err(invalid(
+                "BERTH_PREVIEW_DOMAIN",
+                "a DNS name such as example.com",
+            ));
         }
         if !matches!(self.preview_scheme.as_str(), "http" | "https") {
             return Err(invalid("BERTH_PREVIEW_SCHEME", "http or https"));
@@ -270,7 +285,9 @@ mod tests {
 
     #[test]
     fn open_bind_without_tokens_is_refused_and_says_why() {
-        let err = parse(&["--api-bind", "0.0.0.0:9090"]).validate().unwrap_err();
+        let err = parse(&["--api-bind", "0.0.0.0:9090"])
+            .validate()
+            .unwrap_err();
         let text = err.to_string();
         assert!(text.contains("BERTH_API_TOKENS"), "{text}");
         assert!(text.contains("0.0.0.0:9090"), "{text}");
@@ -291,7 +308,9 @@ mod tests {
 
     #[test]
     fn domain_is_normalised() {
-        let s = parse(&["--preview-domain", "Example.COM."]).validate().unwrap();
+        let s = parse(&["--preview-domain", "Example.COM."])
+            .validate()
+            .unwrap();
         assert_eq!(s.preview_domain, "example.com");
     }
 

@@ -23,8 +23,13 @@ impl FromStr for ByteSize {
     fn from_str(raw: &str) -> Result<Self, Self::Err> {
         let err = || UnitError::Size(raw.to_string());
         let s = raw.trim().to_ascii_lowercase();
-        let s = s.strip_suffix("ib").or_else(|| s.strip_suffix('b')).unwrap_or(&s);
-        let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+        let s = s
+            .strip_suffix("ib")
+            .or_else(|| s.strip_suffix('b'))
+            .unwrap_or(&s);
+        let split = s
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(s.len());
         let (number, unit) = s.split_at(split);
         let multiplier: u64 = match unit {
             "" => 1,
@@ -51,7 +56,12 @@ impl FromStr for ByteSize {
 
 impl fmt::Display for ByteSize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const UNITS: [(u64, &str); 4] = [(1 << 40, "t"), (1 << 30, "g"), (1 << 20, "m"), (1 << 10, "k")];
+        const UNITS: [(u64, &str); 4] = [
+            (1 << 40, "t"),
+            (1 << 30, "g"),
+            (1 << 20, "m"),
+            (1 << 10, "k"),
+        ];
         for (size, unit) in UNITS {
             if self.0 >= size && self.0 % size == 0 {
                 return write!(f, "{}{unit}", self.0 / size);
@@ -84,7 +94,10 @@ impl FromStr for Headroom {
     fn from_str(raw: &str) -> Result<Self, Self::Err> {
         let s = raw.trim();
         if let Some(p) = s.strip_suffix('%') {
-            let p: f64 = p.trim().parse().map_err(|_| UnitError::Headroom(raw.to_string()))?;
+            let p: f64 = p
+                .trim()
+                .parse()
+                .map_err(|_| UnitError::Headroom(raw.to_string()))?;
             if !(0.0..=100.0).contains(&p) {
                 return Err(UnitError::Headroom(raw.to_string()));
             }

@@ -10,7 +10,7 @@
 //! never by string checks alone.
 
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{fchown, PermissionsExt};
+use std::os::unix::fs::{PermissionsExt, fchown};
 use std::path::{Component, Path, PathBuf};
 
 use cap_std::ambient_authority;
@@ -181,7 +181,9 @@ impl Workspaces {
         }
         let mut file = ws.open(&rel).map_err(|e| map_io(e, path))?;
         let mut content = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
-        Read::by_ref(&mut file).take(max + 1).read_to_end(&mut content)?;
+        Read::by_ref(&mut file)
+            .take(max + 1)
+            .read_to_end(&mut content)?;
         if content.len() as u64 > max {
             return Err(FilesError::TooLarge {
                 path: path.to_string(),
@@ -194,7 +196,13 @@ impl Workspaces {
 
     /// Writes (or appends to) a file, creating missing parent directories.
     /// Returns the file's size afterwards.
-    pub fn write(&self, id: &str, path: &str, content: &[u8], append: bool) -> Result<u64, FilesError> {
+    pub fn write(
+        &self,
+        id: &str,
+        path: &str,
+        content: &[u8],
+        append: bool,
+    ) -> Result<u64, FilesError> {
         let rel = relative_path(path)?;
         if rel.as_os_str().is_empty() {
             return Err(FilesError::InvalidPath {
@@ -336,9 +344,15 @@ mod tests {
             Entry::Dir(e) => assert_eq!(e[0].name, "index.html"),
             other => panic!("{other:?}"),
         }
-        assert!(matches!(ws.read("s1", "app/index.html", 3), Err(FilesError::TooLarge { .. })));
+        assert!(matches!(
+            ws.read("s1", "app/index.html", 3),
+            Err(FilesError::TooLarge { .. })
+        ));
         ws.delete("s1", "app").unwrap();
-        assert!(matches!(ws.read("s1", "app", 100), Err(FilesError::NotFound(_))));
+        assert!(matches!(
+            ws.read("s1", "app", 100),
+            Err(FilesError::NotFound(_))
+        ));
     }
 
     #[test]
@@ -351,7 +365,10 @@ mod tests {
         std::os::unix::fs::symlink("../../..", ws.home("s1").join("workspace/up")).unwrap();
         for path in ["link", "up/secret", "up"] {
             let err = ws.read("s1", path, 100).unwrap_err();
-            assert!(matches!(err, FilesError::InvalidPath { .. }), "{path}: {err:?}");
+            assert!(
+                matches!(err, FilesError::InvalidPath { .. }),
+                "{path}: {err:?}"
+            );
         }
         assert!(matches!(
             ws.write("s1", "link", b"x", false).unwrap_err(),
@@ -366,7 +383,10 @@ mod tests {
         let w = ws.home("s1").join("workspace");
         std::fs::remove_dir(&w).unwrap();
         std::os::unix::fs::symlink("/etc", &w).unwrap();
-        assert!(matches!(ws.read("s1", "passwd", 1 << 20), Err(FilesError::InvalidPath { .. })));
+        assert!(matches!(
+            ws.read("s1", "passwd", 1 << 20),
+            Err(FilesError::InvalidPath { .. })
+        ));
         // Ensuring the directories again does not follow the link either.
         ws.ensure("s1").unwrap();
     }

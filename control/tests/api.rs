@@ -11,7 +11,11 @@ use serde_json::json;
 #[tokio::test]
 async fn create_get_list_and_delete_a_sandbox() {
     let c = Control::start(&[]).await;
-    let s = c.create(json!({"ports": [3000, 8080], "env": {"GREETING": "hi"}, "metadata": {"user": "u1"}})).await;
+    let s = c
+        .create(
+            json!({"ports": [3000, 8080], "env": {"GREETING": "hi"}, "metadata": {"user": "u1"}}),
+        )
+        .await;
     let id = s["id"].as_str().unwrap();
     assert_eq!(id.len(), 26, "a ULID: {id}");
     assert_eq!(id, id.to_ascii_lowercase());
@@ -38,7 +42,10 @@ async fn create_get_list_and_delete_a_sandbox() {
 
     let del = c.delete(&format!("/sandbox/{id}")).await;
     assert_eq!(del.status, StatusCode::NO_CONTENT);
-    assert_eq!(c.get(&format!("/sandbox/{id}")).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        c.get(&format!("/sandbox/{id}")).await.status,
+        StatusCode::NOT_FOUND
+    );
     assert!(c.containers().is_empty(), "container removed");
 }
 
@@ -46,33 +53,99 @@ async fn create_get_list_and_delete_a_sandbox() {
 async fn bad_input_gets_clear_json_errors() {
     let c = Control::start(&[]).await;
     let cases: Vec<(&str, &str, StatusCode, &str)> = vec![
-        ("/sandbox", "{not json", StatusCode::BAD_REQUEST, "invalid_request"),
-        ("/sandbox", r#"{"ports":[0]}"#, StatusCode::BAD_REQUEST, "invalid_request"),
-        ("/sandbox", r#"{"ports":[70000]}"#, StatusCode::BAD_REQUEST, "invalid_request"),
-        ("/sandbox", r#"{"ports":"3000"}"#, StatusCode::BAD_REQUEST, "invalid_request"),
-        ("/sandbox", r#"{"id":"../etc"}"#, StatusCode::BAD_REQUEST, "invalid_request"),
-        ("/sandbox", r#"{"id":"a_b"}"#, StatusCode::BAD_REQUEST, "invalid_request"),
-        ("/sandbox", r#"{"memory":"lots"}"#, StatusCode::BAD_REQUEST, "invalid_request"),
-        ("/sandbox", r#"{"memory":"1t"}"#, StatusCode::BAD_REQUEST, "invalid_request"),
-        ("/sandbox", r#"{"env":{"A B":"x"}}"#, StatusCode::BAD_REQUEST, "invalid_request"),
-        ("/sandbox/nope/exec", r#"{"cmd":["true"]}"#, StatusCode::NOT_FOUND, "not_found"),
-        ("/v1/sandboxes/nope/stop", "", StatusCode::NOT_FOUND, "not_found"),
+        (
+            "/sandbox",
+            "{not json",
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            "/sandbox",
+            r#"{"ports":[0]}"#,
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            "/sandbox",
+            r#"{"ports":[70000]}"#,
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            "/sandbox",
+            r#"{"ports":"3000"}"#,
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            "/sandbox",
+            r#"{"id":"../etc"}"#,
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            "/sandbox",
+            r#"{"id":"a_b"}"#,
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            "/sandbox",
+            r#"{"memory":"lots"}"#,
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            "/sandbox",
+            r#"{"memory":"1t"}"#,
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            "/sandbox",
+            r#"{"env":{"A B":"x"}}"#,
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            "/sandbox/nope/exec",
+            r#"{"cmd":["true"]}"#,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            "/v1/sandboxes/nope/stop",
+            "",
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
     ];
     for (path, body, status, code) in cases {
         let r = c.post_raw(path, body).await;
         assert_eq!(r.status, status, "{path} {body}: {r:?}");
         assert_eq!(r.code(), code, "{path} {body}: {r:?}");
-        assert!(r.body["error"]["message"].as_str().unwrap().len() > 5, "{r:?}");
+        assert!(
+            r.body["error"]["message"].as_str().unwrap().len() > 5,
+            "{r:?}"
+        );
     }
     let r = c.get("/sandbox/does-not-exist").await;
     assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "not_found"));
     let r = c.get("/no/such/route").await;
     assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "not_found"));
     let r = c.send_method(Method::PATCH, "/sandboxes").await;
-    assert_eq!((r.status, r.code()), (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"));
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")
+    );
 
     // Nothing was left half-made by any of it.
-    assert!(c.get("/sandboxes").await.body["sandboxes"].as_array().unwrap().is_empty());
+    assert!(
+        c.get("/sandboxes").await.body["sandboxes"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
     assert!(c.containers().is_empty());
 }
 
@@ -88,20 +161,36 @@ async fn duplicate_ids_conflict_and_given_ids_are_lower_cased() {
         format!("http://s-{lower}-3000.preview.test.localhost")
     );
     let again = c.post("/sandbox", json!({"id": lower})).await;
-    assert_eq!((again.status, again.code()), (StatusCode::CONFLICT, "conflict"));
+    assert_eq!(
+        (again.status, again.code()),
+        (StatusCode::CONFLICT, "conflict")
+    );
     // Lookups are case-insensitive, like preview hosts.
-    assert_eq!(c.get(&format!("/sandbox/{id}")).await.status, StatusCode::OK);
+    assert_eq!(
+        c.get(&format!("/sandbox/{id}")).await.status,
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
 async fn a_missing_image_is_named_with_how_to_get_it() {
     let c = Control::start(&[]).await;
-    let r = c.post("/sandbox", json!({"image": "berth-no-such-image:nope"})).await;
-    assert_eq!((r.status, r.code()), (StatusCode::BAD_REQUEST, "image_not_found"));
+    let r = c
+        .post("/sandbox", json!({"image": "berth-no-such-image:nope"}))
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::BAD_REQUEST, "image_not_found")
+    );
     let message = r.body["error"]["message"].as_str().unwrap();
     assert!(message.contains("berth-no-such-image:nope"), "{message}");
     assert!(message.contains("docker build"), "{message}");
-    assert!(c.get("/sandboxes").await.body["sandboxes"].as_array().unwrap().is_empty());
+    assert!(
+        c.get("/sandboxes").await.body["sandboxes"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[tokio::test]
@@ -124,7 +213,11 @@ async fn tokens_guard_every_route_but_health() {
         (Method::GET, "/v1/sandboxes/x/files"),
     ] {
         let r = c.anonymous(method.clone(), path).await;
-        assert_eq!((r.status, r.code()), (StatusCode::UNAUTHORIZED, "unauthorized"), "{path}");
+        assert_eq!(
+            (r.status, r.code()),
+            (StatusCode::UNAUTHORIZED, "unauthorized"),
+            "{path}"
+        );
         assert_eq!(r.headers["www-authenticate"], "Bearer");
     }
     let wrong = c
@@ -135,11 +228,20 @@ async fn tokens_guard_every_route_but_health() {
         )
         .await;
     assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(c.anonymous(Method::GET, "/healthz").await.status, StatusCode::OK);
-    assert_eq!(c.anonymous(Method::GET, "/readyz").await.status, StatusCode::OK);
+    assert_eq!(
+        c.anonymous(Method::GET, "/healthz").await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        c.anonymous(Method::GET, "/readyz").await.status,
+        StatusCode::OK
+    );
     let ok = c.get("/sandboxes").await;
     assert_eq!(ok.status, StatusCode::OK);
-    assert!(!c.log_text().contains(TOKEN), "the secret never reaches the log");
+    assert!(
+        !c.log_text().contains(TOKEN),
+        "the secret never reaches the log"
+    );
 }
 
 #[test]
@@ -147,7 +249,10 @@ fn an_open_non_loopback_bind_without_tokens_is_refused() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_berth-control"))
         .env_clear()
         .env("BERTH_API_BIND", format!("0.0.0.0:{}", common::free_port()))
-        .env("BERTH_DATA_DIR", std::env::temp_dir().join("berth-never-used"))
+        .env(
+            "BERTH_DATA_DIR",
+            std::env::temp_dir().join("berth-never-used"),
+        )
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));

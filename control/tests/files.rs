@@ -13,13 +13,26 @@ use serde_json::json;
 #[tokio::test]
 async fn write_read_list_append_and_delete_files() {
     let c = Control::start(&[]).await;
-    let id = c.create(json!({})).await["id"].as_str().unwrap().to_string();
+    let id = c.create(json!({})).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let files = format!("/v1/sandboxes/{id}/files");
 
-    let w = c.put(&files, json!({"path": "app/index.html", "content": "<h1>hi</h1>"})).await;
+    let w = c
+        .put(
+            &files,
+            json!({"path": "app/index.html", "content": "<h1>hi</h1>"}),
+        )
+        .await;
     assert_eq!(w.status, StatusCode::OK, "{w:?}");
     assert_eq!(w.body["size"], 11);
-    let w = c.put(&files, json!({"path": "app/index.html", "content": "\n", "append": true})).await;
+    let w = c
+        .put(
+            &files,
+            json!({"path": "app/index.html", "content": "\n", "append": true}),
+        )
+        .await;
     assert_eq!(w.body["size"], 12);
 
     let r = c.get(&format!("{files}?path=app/index.html")).await;
@@ -29,8 +42,15 @@ async fn write_read_list_append_and_delete_files() {
 
     // The sandbox user owns what the API wrote and can change it.
     assert_eq!(c.sh(&id, "cat app/index.html").await, "<h1>hi</h1>\n");
-    c.sh(&id, "echo more >> app/index.html && touch app/new && mkdir app/sub").await;
-    assert_eq!(c.sh(&id, "stat -c %u app app/index.html").await, "1000\n1000\n");
+    c.sh(
+        &id,
+        "echo more >> app/index.html && touch app/new && mkdir app/sub",
+    )
+    .await;
+    assert_eq!(
+        c.sh(&id, "stat -c %u app app/index.html").await,
+        "1000\n1000\n"
+    );
 
     let list = c.get(&format!("{files}?path=app")).await;
     assert_eq!(list.body["type"], "dir");
@@ -48,42 +68,80 @@ async fn write_read_list_append_and_delete_files() {
     // Binary content round-trips through base64, and raw reads give bytes.
     let bytes = [0u8, 159, 146, 150, 255];
     let b64 = base64::engine::general_purpose::STANDARD.encode(bytes);
-    let w = c.put(&files, json!({"path": "bin.dat", "content": b64, "encoding": "base64"})).await;
+    let w = c
+        .put(
+            &files,
+            json!({"path": "bin.dat", "content": b64, "encoding": "base64"}),
+        )
+        .await;
     assert_eq!(w.body["size"], 5);
     let r = c.get(&format!("{files}?path=bin.dat")).await;
     assert_eq!(r.body["encoding"], "base64");
     assert_eq!(r.body["content"], b64);
-    let raw = reqwest::get(format!("{}{files}?path=bin.dat&raw=true", c.base)).await.unwrap();
+    let raw = reqwest::get(format!("{}{files}?path=bin.dat&raw=true", c.base))
+        .await
+        .unwrap();
     assert_eq!(raw.bytes().await.unwrap().as_ref(), bytes);
 
     let d = c.delete(&format!("{files}?path=app")).await;
     assert_eq!(d.status, StatusCode::NO_CONTENT);
     let gone = c.get(&format!("{files}?path=app/index.html")).await;
-    assert_eq!((gone.status, gone.code()), (StatusCode::NOT_FOUND, "not_found"));
+    assert_eq!(
+        (gone.status, gone.code()),
+        (StatusCode::NOT_FOUND, "not_found")
+    );
 }
 
 #[tokio::test]
 async fn paths_that_escape_the_workspace_are_refused() {
     let c = Control::start(&[]).await;
-    let id = c.create(json!({})).await["id"].as_str().unwrap().to_string();
+    let id = c.create(json!({})).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let files = format!("/v1/sandboxes/{id}/files");
     // Links made from inside the sandbox, pointing out.
-    c.sh(&id, "ln -s /etc etc-link; ln -s ../.. up; ln -s /home/user/.profile abs-in-home").await;
+    c.sh(
+        &id,
+        "ln -s /etc etc-link; ln -s ../.. up; ln -s /home/user/.profile abs-in-home",
+    )
+    .await;
     let secret = c.data_dir.join("berth.db");
     assert!(secret.exists());
 
-    for path in ["../x", "../../berth.db", "/etc/passwd", "a/../../x", "etc-link/passwd", "up/berth.db", "up", "abs-in-home"] {
+    for path in [
+        "../x",
+        "../../berth.db",
+        "/etc/passwd",
+        "a/../../x",
+        "etc-link/passwd",
+        "up/berth.db",
+        "up",
+        "abs-in-home",
+    ] {
         let r = c.get(&format!("{files}?path={path}")).await;
-        assert_eq!((r.status, r.code()), (StatusCode::BAD_REQUEST, "invalid_path"), "read {path}: {r:?}");
-        let w = c.put(&files, json!({"path": path, "content": "pwned"})).await;
-        assert_eq!((w.status, w.code()), (StatusCode::BAD_REQUEST, "invalid_path"), "write {path}: {w:?}");
+        assert_eq!(
+            (r.status, r.code()),
+            (StatusCode::BAD_REQUEST, "invalid_path"),
+            "read {path}: {r:?}"
+        );
+        let w = c
+            .put(&files, json!({"path": path, "content": "pwned"}))
+            .await;
+        assert_eq!(
+            (w.status, w.code()),
+            (StatusCode::BAD_REQUEST, "invalid_path"),
+            "write {path}: {w:?}"
+        );
     }
     for path in ["../x", "/etc/passwd", "etc-link/passwd", "up/berth.db"] {
         let d = c.delete(&format!("{files}?path={path}")).await;
         assert_eq!(d.status, StatusCode::BAD_REQUEST, "delete {path}: {d:?}");
     }
     // Writing through a link into a new directory is refused as well.
-    let w = c.put(&files, json!({"path": "up/new-dir/file", "content": "x"})).await;
+    let w = c
+        .put(&files, json!({"path": "up/new-dir/file", "content": "x"}))
+        .await;
     assert_eq!(w.status, StatusCode::BAD_REQUEST);
     assert!(!c.data_dir.join("sandboxes/new-dir").exists());
     assert!(!c.data_dir.join("new-dir").exists());
@@ -99,16 +157,28 @@ async fn files_of_unknown_sandboxes_and_oversized_bodies_are_refused() {
     let c = Control::start(&[("BERTH_MAX_FILE_SIZE", "1k")]).await;
     let r = c.get("/v1/sandboxes/nope/files?path=x").await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
-    let id = c.create(json!({})).await["id"].as_str().unwrap().to_string();
+    let id = c.create(json!({})).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let files = format!("/v1/sandboxes/{id}/files");
     let big = "x".repeat(2000);
     let w = c.put(&files, json!({"path": "big", "content": big})).await;
-    assert_eq!((w.status, w.code()), (StatusCode::PAYLOAD_TOO_LARGE, "too_large"), "{w:?}");
+    assert_eq!(
+        (w.status, w.code()),
+        (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+        "{w:?}"
+    );
     c.sh(&id, "head -c 5000 /dev/zero > big").await;
     let r = c.get(&format!("{files}?path=big")).await;
     assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
     let r = c.put(&files, json!({"path": "", "content": "x"})).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    let r = c.put(&files, json!({"path": "x", "content": "!!", "encoding": "base64"})).await;
+    let r = c
+        .put(
+            &files,
+            json!({"path": "x", "content": "!!", "encoding": "base64"}),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
 }

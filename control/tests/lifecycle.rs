@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{inspect, Control};
+use common::{Control, inspect};
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -21,29 +21,55 @@ async fn containers_are_hardened_and_run_as_the_sandbox_user() {
     assert!(inspect(&name, "{{json .HostConfig.SecurityOpt}}").contains("no-new-privileges"));
     assert_eq!(inspect(&name, "{{.HostConfig.ReadonlyRootfs}}"), "true");
     assert_eq!(inspect(&name, "{{.HostConfig.PidsLimit}}"), "1024");
-    assert_eq!(inspect(&name, "{{.HostConfig.Memory}}"), (300u64 << 20).to_string());
+    assert_eq!(
+        inspect(&name, "{{.HostConfig.Memory}}"),
+        (300u64 << 20).to_string()
+    );
     assert_eq!(inspect(&name, "{{.HostConfig.NanoCpus}}"), "500000000");
     assert_eq!(inspect(&name, "{{.Config.User}}"), "1000:1000");
     assert_eq!(inspect(&name, "{{.HostConfig.NetworkMode}}"), c.network);
     assert!(inspect(&name, "{{json .HostConfig.Tmpfs}}").contains("/tmp"));
-    assert_eq!(inspect(&name, "{{index .Config.Labels \"berth.managed\"}}"), "true");
-    assert_eq!(inspect(&c.network, "{{index .Options \"com.docker.network.bridge.enable_icc\"}}"), "false");
+    assert_eq!(
+        inspect(&name, "{{index .Config.Labels \"berth.managed\"}}"),
+        "true"
+    );
+    assert_eq!(
+        inspect(
+            &c.network,
+            "{{index .Options \"com.docker.network.bridge.enable_icc\"}}"
+        ),
+        "false"
+    );
 
     // Inside: uid 1000, read-only root, writable home, workspace and /tmp.
     assert_eq!(c.sh(id, "id -u").await, "1000\n");
     assert_eq!(c.sh(id, "pwd").await, "/home/user/workspace\n");
     let r = c.exec(id, &["/bin/sh", "-c", "touch /etc/x"]).await;
-    assert_ne!(r.body["exit_code"], 0, "root filesystem must be read-only: {r:?}");
+    assert_ne!(
+        r.body["exit_code"], 0,
+        "root filesystem must be read-only: {r:?}"
+    );
     c.sh(id, "touch /tmp/x ~/x ~/workspace/x").await;
     // No privilege to gain.
-    let r = c.exec(id, &["/bin/sh", "-c", "grep CapEff /proc/self/status"]).await;
-    assert!(r.body["stdout"].as_str().unwrap().contains("0000000000000000"), "{r:?}");
+    let r = c
+        .exec(id, &["/bin/sh", "-c", "grep CapEff /proc/self/status"])
+        .await;
+    assert!(
+        r.body["stdout"]
+            .as_str()
+            .unwrap()
+            .contains("0000000000000000"),
+        "{r:?}"
+    );
 }
 
 #[tokio::test]
 async fn exec_returns_output_exit_code_and_honours_options() {
     let c = Control::start(&[]).await;
-    let id = c.create(json!({})).await["id"].as_str().unwrap().to_string();
+    let id = c.create(json!({})).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let r = c
         .post(
             &format!("/sandbox/{id}/exec"),
@@ -64,7 +90,10 @@ async fn exec_returns_output_exit_code_and_honours_options() {
             json!({"cmd": "pwd; echo $X; cat", "cwd": "app", "env": {"X": "y"}, "stdin": "piped"}),
         )
         .await;
-    assert_eq!(r.body["stdout"], "/home/user/workspace/app\ny\npiped", "{r:?}");
+    assert_eq!(
+        r.body["stdout"], "/home/user/workspace/app\ny\npiped",
+        "{r:?}"
+    );
 
     // A missing program is the command's failure, not the API's.
     let r = c.exec(&id, &["/no/such/program"]).await;
@@ -75,7 +104,10 @@ async fn exec_returns_output_exit_code_and_honours_options() {
 #[tokio::test]
 async fn exec_timeout_kills_the_whole_process_tree() {
     let c = Control::start(&[]).await;
-    let id = c.create(json!({})).await["id"].as_str().unwrap().to_string();
+    let id = c.create(json!({})).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let started = std::time::Instant::now();
     let r = c
         .post(
@@ -87,7 +119,12 @@ async fn exec_timeout_kills_the_whole_process_tree() {
     assert_eq!(r.body["timed_out"], true, "{r:?}");
     assert_eq!(r.body["exit_code"], serde_json::Value::Null);
     // Neither sleep survives.
-    let ps = c.sh(&id, "ps -o args | grep 'sleep 30[01]' | grep -v grep || true").await;
+    let ps = c
+        .sh(
+            &id,
+            "ps -o args | grep 'sleep 30[01]' | grep -v grep || true",
+        )
+        .await;
     assert_eq!(ps, "", "processes left behind: {ps}");
 }
 
@@ -98,29 +135,43 @@ async fn stop_then_exec_wakes_and_start_command_runs_again() {
         .create(json!({"start": "echo started >> ~/workspace/starts.log; sleep 1000"}))
         .await;
     let id = s["id"].as_str().unwrap();
-    c.eventually("the start command to run", Duration::from_secs(10), || async {
-        std::fs::read_to_string(c.home(id).join("workspace/starts.log")).is_ok_and(|s| s.lines().count() == 1)
-    })
+    c.eventually(
+        "the start command to run",
+        Duration::from_secs(10),
+        || async {
+            std::fs::read_to_string(c.home(id).join("workspace/starts.log"))
+                .is_ok_and(|s| s.lines().count() == 1)
+        },
+    )
     .await;
 
     let stopped = c.post(&format!("/v1/sandboxes/{id}/stop"), json!({})).await;
     assert_eq!(stopped.status, StatusCode::OK);
     assert_eq!(stopped.body["status"], "stopped");
-    assert_eq!(c.containers()[id], false);
+    assert!(!c.containers()[id]);
 
     // exec wakes the sandbox first.
     assert_eq!(c.sh(id, "echo awake").await, "awake\n");
     assert_eq!(c.status_of(id).await, "running");
-    c.eventually("the start command to run again on wake", Duration::from_secs(10), || async {
-        std::fs::read_to_string(c.home(id).join("workspace/starts.log")).is_ok_and(|s| s.lines().count() == 2)
-    })
+    c.eventually(
+        "the start command to run again on wake",
+        Duration::from_secs(10),
+        || async {
+            std::fs::read_to_string(c.home(id).join("workspace/starts.log"))
+                .is_ok_and(|s| s.lines().count() == 2)
+        },
+    )
     .await;
 
     // Explicit start of a stopped sandbox, and of a running one (no-op).
     c.post(&format!("/v1/sandboxes/{id}/stop"), json!({})).await;
-    let started = c.post(&format!("/v1/sandboxes/{id}/start"), json!({})).await;
+    let started = c
+        .post(&format!("/v1/sandboxes/{id}/start"), json!({}))
+        .await;
     assert_eq!(started.body["status"], "running");
-    let again = c.post(&format!("/v1/sandboxes/{id}/start"), json!({})).await;
+    let again = c
+        .post(&format!("/v1/sandboxes/{id}/start"), json!({}))
+        .await;
     assert_eq!(again.status, StatusCode::OK);
 }
 
@@ -153,8 +204,14 @@ async fn concurrent_wakes_start_the_container_once() {
 #[tokio::test]
 async fn idle_sandboxes_are_stopped_and_keepalive_postpones_it() {
     let c = Control::start(&[]).await;
-    let idle = c.create(json!({"idle_timeout_s": 2})).await["id"].as_str().unwrap().to_string();
-    let kept = c.create(json!({"idle_timeout_s": 2})).await["id"].as_str().unwrap().to_string();
+    let idle = c.create(json!({"idle_timeout_s": 2})).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let kept = c.create(json!({"idle_timeout_s": 2})).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let always = c
         .create(json!({"idle_timeout_s": 1, "idle_policy": "always_on"}))
         .await["id"]
@@ -166,13 +223,20 @@ async fn idle_sandboxes_are_stopped_and_keepalive_postpones_it() {
         .unwrap()
         .as_secs()
         + 30;
-    let k = c.post(&format!("/sandbox/{kept}/keepalive"), json!({"until": until})).await;
+    let k = c
+        .post(
+            &format!("/sandbox/{kept}/keepalive"),
+            json!({"until": until}),
+        )
+        .await;
     assert_eq!(k.status, StatusCode::OK);
     assert!(k.body["keepalive_until"].as_str().is_some());
 
-    c.eventually("the idle sandbox to be stopped", Duration::from_secs(15), || async {
-        c.status_of(&idle).await == "stopped"
-    })
+    c.eventually(
+        "the idle sandbox to be stopped",
+        Duration::from_secs(15),
+        || async { c.status_of(&idle).await == "stopped" },
+    )
     .await;
     let r = c.get(&format!("/sandbox/{idle}")).await;
     assert_eq!(r.body["container"]["running"], false);
@@ -181,14 +245,19 @@ async fn idle_sandboxes_are_stopped_and_keepalive_postpones_it() {
     assert_eq!(c.status_of(&always).await, "running");
 
     // A keepalive without body postpones by the sandbox's idle timeout.
-    let k = c.post_raw(&format!("/sandbox/{always}/keepalive"), "").await;
+    let k = c
+        .post_raw(&format!("/sandbox/{always}/keepalive"), "")
+        .await;
     assert_eq!(k.status, StatusCode::OK, "{k:?}");
 }
 
 #[tokio::test]
 async fn a_long_exec_is_activity_and_is_never_reaped() {
     let c = Control::start(&[]).await;
-    let id = c.create(json!({"idle_timeout_s": 1})).await["id"].as_str().unwrap().to_string();
+    let id = c.create(json!({"idle_timeout_s": 1})).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let r = c.exec(&id, &["/bin/sh", "-c", "sleep 4; echo done"]).await;
     assert_eq!(r.body["stdout"], "done\n", "{r:?}");
 }
@@ -199,7 +268,10 @@ async fn delete_keeps_the_workspace_and_recreate_reattaches_it() {
     let id = format!("keep-{}", std::process::id());
     c.create(json!({"id": id})).await;
     c.sh(&id, "echo precious > ~/workspace/data.txt").await;
-    assert_eq!(c.delete(&format!("/sandbox/{id}")).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        c.delete(&format!("/sandbox/{id}")).await.status,
+        StatusCode::NO_CONTENT
+    );
     assert!(c.containers().is_empty());
     assert!(c.home(&id).join("workspace/data.txt").exists());
 
@@ -207,11 +279,24 @@ async fn delete_keeps_the_workspace_and_recreate_reattaches_it() {
     assert_eq!(c.sh(&id, "cat ~/workspace/data.txt").await, "precious\n");
 
     // Purge removes everything; a second purge is a 404.
-    assert_eq!(c.post(&format!("/sandbox/{id}/purge"), json!({})).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        c.post(&format!("/sandbox/{id}/purge"), json!({}))
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
     assert!(!c.home(&id).exists());
     assert!(c.containers().is_empty());
-    assert_eq!(c.get(&format!("/sandbox/{id}")).await.status, StatusCode::NOT_FOUND);
-    assert_eq!(c.post(&format!("/sandbox/{id}/purge"), json!({})).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        c.get(&format!("/sandbox/{id}")).await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        c.post(&format!("/sandbox/{id}/purge"), json!({}))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
 }
 
 #[tokio::test]
@@ -229,7 +314,10 @@ async fn purge_after_delete_removes_the_kept_workspace() {
 #[tokio::test]
 async fn sandboxes_cannot_reach_each_other_nor_the_control_api() {
     let c = Control::start(&[]).await;
-    let a = c.create(json!({})).await["id"].as_str().unwrap().to_string();
+    let a = c.create(json!({})).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let b = c
         .create(json!({"ports": [8080], "start": "mkdir -p /tmp/www && echo hello-from-b > /tmp/www/index.html && httpd -f -p 8080 -h /tmp/www"}))
         .await["id"]
@@ -241,15 +329,22 @@ async fn sandboxes_cannot_reach_each_other_nor_the_control_api() {
         .unwrap()
         .to_string();
     // The host reaches B's app (that is how the edge proxies to it)...
-    c.eventually("B's app to answer the host", Duration::from_secs(10), || async {
-        reqwest::get(format!("http://{b_ip}:8080/"))
-            .await
-            .is_ok()
-    })
+    c.eventually(
+        "B's app to answer the host",
+        Duration::from_secs(10),
+        || async { reqwest::get(format!("http://{b_ip}:8080/")).await.is_ok() },
+    )
     .await;
     // ...but A cannot.
     let r = c
-        .exec(&a, &["/bin/sh", "-c", &format!("wget -q -T 3 -O - http://{b_ip}:8080/")])
+        .exec(
+            &a,
+            &[
+                "/bin/sh",
+                "-c",
+                &format!("wget -q -T 3 -O - http://{b_ip}:8080/"),
+            ],
+        )
         .await;
     assert_ne!(r.body["exit_code"], 0, "A reached B: {r:?}");
     assert!(!r.body["stdout"].as_str().unwrap().contains("hello-from-b"));
@@ -259,7 +354,11 @@ async fn sandboxes_cannot_reach_each_other_nor_the_control_api() {
     let r = c
         .exec(
             &a,
-            &["/bin/sh", "-c", &format!("wget -q -T 3 -O - http://{gateway}:{}/healthz", c.port)],
+            &[
+                "/bin/sh",
+                "-c",
+                &format!("wget -q -T 3 -O - http://{gateway}:{}/healthz", c.port),
+            ],
         )
         .await;
     assert_ne!(r.body["exit_code"], 0, "A reached the control API: {r:?}");

@@ -8,7 +8,7 @@ mod common;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::{docker, Control};
+use common::{Control, docker};
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -23,7 +23,12 @@ async fn converged(c: &Control) -> HashMap<String, String> {
                 .as_array()
                 .unwrap()
                 .iter()
-                .map(|s| (s["id"].as_str().unwrap().to_string(), s["status"].as_str().unwrap().to_string()))
+                .map(|s| {
+                    (
+                        s["id"].as_str().unwrap().to_string(),
+                        s["status"].as_str().unwrap().to_string(),
+                    )
+                })
                 .collect();
             let containers = c.containers();
             let agree = records.len() == containers.len()
@@ -48,9 +53,18 @@ async fn converged(c: &Control) -> HashMap<String, String> {
 #[tokio::test]
 async fn a_restart_keeps_every_sandbox_and_its_state() {
     let mut c = Control::start(&[]).await;
-    let running = c.create(json!({"id": format!("run-{}", std::process::id())})).await["id"].as_str().unwrap().to_string();
-    let stopped = c.create(json!({})).await["id"].as_str().unwrap().to_string();
-    c.post(&format!("/v1/sandboxes/{stopped}/stop"), json!({})).await;
+    let running = c
+        .create(json!({"id": format!("run-{}", std::process::id())}))
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let stopped = c.create(json!({})).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    c.post(&format!("/v1/sandboxes/{stopped}/stop"), json!({}))
+        .await;
     c.sh(&running, "echo kept > file").await;
 
     c.restart().await;
@@ -69,7 +83,10 @@ async fn after_kill_9_a_container_deleted_behind_berths_back_is_recreated() {
         .as_str()
         .unwrap()
         .to_string();
-    let b = c.create(json!({})).await["id"].as_str().unwrap().to_string();
+    let b = c.create(json!({})).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     c.post(&format!("/v1/sandboxes/{b}/stop"), json!({})).await;
     c.sh(&a, "echo precious > data").await;
 
@@ -82,9 +99,14 @@ async fn after_kill_9_a_container_deleted_behind_berths_back_is_recreated() {
     assert_eq!(states[&a], "running");
     assert_eq!(states[&b], "stopped");
     assert_eq!(c.sh(&a, "cat data").await, "precious\n");
-    c.eventually("the start command to run in the recreated container", Duration::from_secs(10), || async {
-        std::fs::read_to_string(c.home(&a).join("workspace/starts.log")).is_ok_and(|s| s.lines().count() == 2)
-    })
+    c.eventually(
+        "the start command to run in the recreated container",
+        Duration::from_secs(10),
+        || async {
+            std::fs::read_to_string(c.home(&a).join("workspace/starts.log"))
+                .is_ok_and(|s| s.lines().count() == 2)
+        },
+    )
     .await;
     // The stopped one wakes on its recreated container.
     assert_eq!(c.sh(&b, "echo up").await, "up\n");
@@ -93,20 +115,56 @@ async fn after_kill_9_a_container_deleted_behind_berths_back_is_recreated() {
 #[tokio::test]
 async fn containers_without_a_record_are_removed_and_others_left_alone() {
     let c = Control::start(&[]).await;
-    let keep = c.create(json!({})).await["id"].as_str().unwrap().to_string();
+    let keep = c.create(json!({})).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let orphan = format!("berth-orphan-{}", std::process::id());
     let foreign = format!("not-berth-{}", std::process::id());
     let instance_label = format!("berth.instance={}", c.instance);
-    assert!(docker(&["run", "-d", "--name", &orphan, "--label", "berth.managed=true", "--label", &instance_label,
-        "--label", "berth.sandbox.id=ghost", common::TEST_IMAGE]).0);
-    assert!(docker(&["run", "-d", "--name", &foreign, "--label", "berth.managed=true", "--label", "berth.instance=someone-else",
-        "--label", "berth.sandbox.id=ghost", common::TEST_IMAGE]).0);
+    assert!(
+        docker(&[
+            "run",
+            "-d",
+            "--name",
+            &orphan,
+            "--label",
+            "berth.managed=true",
+            "--label",
+            &instance_label,
+            "--label",
+            "berth.sandbox.id=ghost",
+            common::TEST_IMAGE
+        ])
+        .0
+    );
+    assert!(
+        docker(&[
+            "run",
+            "-d",
+            "--name",
+            &foreign,
+            "--label",
+            "berth.managed=true",
+            "--label",
+            "berth.instance=someone-else",
+            "--label",
+            "berth.sandbox.id=ghost",
+            common::TEST_IMAGE
+        ])
+        .0
+    );
 
-    c.eventually("the orphan to be removed", Duration::from_secs(15), || async {
-        !docker(&["inspect", &orphan]).0
-    })
+    c.eventually(
+        "the orphan to be removed",
+        Duration::from_secs(15),
+        || async { !docker(&["inspect", &orphan]).0 },
+    )
     .await;
-    assert!(docker(&["inspect", &foreign]).0, "another instance's container survives");
+    assert!(
+        docker(&["inspect", &foreign]).0,
+        "another instance's container survives"
+    );
     assert!(c.containers().contains_key(&keep));
     docker(&["rm", "-f", &foreign]);
 }
@@ -127,7 +185,11 @@ async fn kill_9_at_any_moment_converges_and_keeps_what_was_acknowledged() {
             .map(|id| {
                 let (client, base, id) = (client.clone(), base.clone(), id.clone());
                 tokio::spawn(async move {
-                    let r = client.post(format!("{base}/sandbox")).json(&json!({"id": id})).send().await;
+                    let r = client
+                        .post(format!("{base}/sandbox"))
+                        .json(&json!({"id": id}))
+                        .send()
+                        .await;
                     matches!(r, Ok(r) if r.status() == StatusCode::CREATED).then_some(id)
                 })
             })
@@ -158,10 +220,17 @@ async fn kill_9_at_any_moment_converges_and_keeps_what_was_acknowledged() {
         c.spawn().await;
         let states = converged(&c).await;
         for id in &acknowledged {
-            assert_eq!(states.get(id).map(String::as_str), Some("running"), "acknowledged {id} lost");
+            assert_eq!(
+                states.get(id).map(String::as_str),
+                Some("running"),
+                "acknowledged {id} lost"
+            );
         }
         for id in &deleted {
-            assert!(!states.contains_key(id), "acknowledged delete of {id} undone");
+            assert!(
+                !states.contains_key(id),
+                "acknowledged delete of {id} undone"
+            );
         }
         // Every record, acknowledged or not, is whole: it answers an exec.
         for id in states.keys() {

@@ -1,9 +1,9 @@
 //! The one place errors become HTTP responses:
 //! `{"error":{"code":"…","message":"…","retryable":bool}}` with the right status.
 
-use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
 use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::auth::AuthError;
@@ -50,7 +50,8 @@ impl ApiError {
     }
 
     fn retryable(&self) -> bool {
-        self.status == StatusCode::SERVICE_UNAVAILABLE || self.status == StatusCode::TOO_MANY_REQUESTS
+        self.status == StatusCode::SERVICE_UNAVAILABLE
+            || self.status == StatusCode::TOO_MANY_REQUESTS
     }
 }
 
@@ -101,7 +102,11 @@ impl From<DockerError> for ApiError {
     fn from(e: DockerError) -> Self {
         match e {
             DockerError::Unavailable(_) => {
-                let mut err = Self::new(StatusCode::SERVICE_UNAVAILABLE, "docker_unavailable", e.to_string());
+                let mut err = Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "docker_unavailable",
+                    e.to_string(),
+                );
                 err.retry_after = Some(5);
                 err
             }
@@ -128,7 +133,11 @@ impl From<SandboxError> for ApiError {
                 Self::new(StatusCode::BAD_REQUEST, "image_not_found", e.to_string())
             }
             SandboxError::Capacity { .. } => {
-                let mut err = Self::new(StatusCode::SERVICE_UNAVAILABLE, "sandbox_capacity", e.to_string());
+                let mut err = Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "sandbox_capacity",
+                    e.to_string(),
+                );
                 err.retry_after = Some(30);
                 err
             }

@@ -1,7 +1,7 @@
 //! `POST /sandbox/{id}/exec`: run a command, get its output.
 
-use axum::extract::{Path, State};
 use axum::Json;
+use axum::extract::{Path, State};
 use serde::Serialize;
 
 use super::body::JsonBody;

@@ -4,10 +4,10 @@
 //! back as UTF-8, anything else as base64 (`"encoding"` says which), and
 //! `?raw=true` returns a file's bytes as they are.
 
-use axum::extract::{Path, Query, State};
-use axum::http::{header, StatusCode};
-use axum::response::{IntoResponse, Response};
 use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use serde::Deserialize;
 use serde_json::json;
@@ -30,16 +30,18 @@ pub async fn read(
     Query(q): Query<PathQuery>,
 ) -> Result<Response, ApiError> {
     let entry = state.sandboxes.read_file(&id, &q.path).await?;
-    let shown = if q.path.is_empty() { "." } else { q.path.as_str() };
+    let shown = if q.path.is_empty() {
+        "."
+    } else {
+        q.path.as_str()
+    };
     Ok(match entry {
         Entry::Dir(entries) => {
             Json(json!({"path": shown, "type": "dir", "entries": entries})).into_response()
         }
-        Entry::File(bytes) if q.raw => (
-            [(header::CONTENT_TYPE, "application/octet-stream")],
-            bytes,
-        )
-            .into_response(),
+        Entry::File(bytes) if q.raw => {
+            ([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response()
+        }
         Entry::File(bytes) => {
             let size = bytes.len();
             let (content, encoding) = match String::from_utf8(bytes) {
@@ -89,7 +91,10 @@ pub async fn write(
         .sandboxes
         .write_file(&id, &body.path, content, body.append)
         .await?;
-    Ok((StatusCode::OK, Json(json!({"path": body.path, "size": size}))))
+    Ok((
+        StatusCode::OK,
+        Json(json!({"path": body.path, "size": size})),
+    ))
 }
 
 pub async fn delete(

@@ -1,9 +1,9 @@
 //! Liveness, readiness and what this instance is.
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::Json;
 use serde_json::json;
 
 use super::{ApiError, AppState};
@@ -35,7 +35,11 @@ pub async fn readyz(State(state): State<AppState>) -> Result<impl IntoResponse, 
 /// Version, instance id, limits: what a client or an operator needs to know.
 pub async fn info(State(state): State<AppState>) -> Json<serde_json::Value> {
     let s = state.sandboxes.settings();
-    let docker = state.docker.describe().await.unwrap_or_else(|e| e.to_string());
+    let docker = state
+        .docker
+        .describe()
+        .await
+        .unwrap_or_else(|e| e.to_string());
     Json(json!({
         "version": env!("CARGO_PKG_VERSION"),
         "instance_id": state.sandboxes.instance_id(),

@@ -14,12 +14,12 @@ use std::time::Instant;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{Request, StatusCode};
 use axum::routing::{get, post};
-use axum::{middleware, Router};
+use axum::{Router, middleware};
 use tower_http::trace::TraceLayer;
 
 pub use error::ApiError;
 
-use crate::auth::{require_token, Tokens};
+use crate::auth::{Tokens, require_token};
 use crate::docker::Docker;
 use crate::sandbox::Sandboxes;
 use crate::store::Store;
@@ -51,7 +51,10 @@ pub fn router(state: AppState, tokens: Tokens) -> Router {
     let api = Router::new()
         .route("/sandbox", post(sandboxes::create))
         .route("/sandboxes", get(sandboxes::list))
-        .route("/v1/sandboxes", get(sandboxes::list).post(sandboxes::create))
+        .route(
+            "/v1/sandboxes",
+            get(sandboxes::list).post(sandboxes::create),
+        )
         .nest("/sandbox/{id}", sandbox_routes.clone())
         .nest("/v1/sandboxes/{id}", sandbox_routes)
         .route("/v1/info", get(health::info))

@@ -2,18 +2,18 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Path, State};
-use axum::http::{header, StatusCode};
-use axum::response::IntoResponse;
 use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 
 use super::body::JsonBody;
 use super::time::rfc3339;
 use super::{ApiError, AppState};
 use crate::config::Settings;
-use crate::docker::spec::preview_host;
 use crate::docker::ContainerStatus;
+use crate::docker::spec::preview_host;
 use crate::sandbox::{CreateRequest, Sandboxes};
 use crate::store::{DesiredState, IdlePolicy, SandboxRecord, Status};
 use crate::units::ByteSize;
@@ -64,7 +64,11 @@ pub fn preview_url(settings: &Settings, id: &str, port: u16) -> String {
     }
 }
 
-pub fn view(sandboxes: &Sandboxes, rec: SandboxRecord, live: Option<ContainerStatus>) -> SandboxView {
+pub fn view(
+    sandboxes: &Sandboxes,
+    rec: SandboxRecord,
+    live: Option<ContainerStatus>,
+) -> SandboxView {
     let settings = sandboxes.settings();
     let last_active = sandboxes.last_active(&rec);
     let preview_urls = rec
@@ -153,12 +157,18 @@ pub async fn stop(
     Ok(Json(view(&state.sandboxes, rec, None)))
 }
 
-pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+pub async fn delete(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
     state.sandboxes.delete(&id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub async fn purge(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+pub async fn purge(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
     state.sandboxes.purge(&id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

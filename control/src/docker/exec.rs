@@ -39,7 +39,8 @@ pub struct ExecOutput {
 }
 
 /// Output of a running exec, chunk by chunk.
-pub type OutputStream = Pin<Box<dyn Stream<Item = Result<LogOutput, bollard::errors::Error>> + Send>>;
+pub type OutputStream =
+    Pin<Box<dyn Stream<Item = Result<LogOutput, bollard::errors::Error>> + Send>>;
 
 /// An exec that has started and whose output can be read.
 pub struct Attached {
@@ -124,7 +125,11 @@ impl Docker {
     }
 
     /// Runs a command to completion (or to its timeout) and collects its output.
-    pub async fn exec(&self, container: &str, req: &ExecRequest) -> Result<ExecOutput, DockerError> {
+    pub async fn exec(
+        &self,
+        container: &str,
+        req: &ExecRequest,
+    ) -> Result<ExecOutput, DockerError> {
         let began = Instant::now();
         let mut attached = self.exec_attached(container, req).await?;
         if let Some(stdin) = &req.stdin {
@@ -197,7 +202,10 @@ impl Docker {
             Err(_) => None,
         };
         let Some(pid) = pid.filter(|p| *p > 0) else {
-            tracing::warn!(exec_id, "could not find the process of a timed-out exec to kill it");
+            tracing::warn!(
+                exec_id,
+                "could not find the process of a timed-out exec to kill it"
+            );
             return;
         };
         let killed = crate::proctree::kill_tree(pid as i32);

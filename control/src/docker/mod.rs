@@ -34,7 +34,9 @@ pub enum DockerError {
     ImageMissing(String),
     #[error("a container named `{0}` already exists and is not this sandbox's")]
     NameTaken(String),
-    #[error("network `{0}` exists but lets containers talk to each other (com.docker.network.bridge.enable_icc is not false); remove it or choose another BERTH_NETWORK")]
+    #[error(
+        "network `{0}` exists but lets containers talk to each other (com.docker.network.bridge.enable_icc is not false); remove it or choose another BERTH_NETWORK"
+    )]
     NetworkNotIsolated(String),
     #[error("Docker refused ({status}): {message}")]
     Api { status: u16, message: String },
@@ -169,7 +171,10 @@ impl Docker {
                 ..Default::default()
             })
             .await?;
-        tracing::info!(network = name, "created the sandbox network (inter-container traffic off)");
+        tracing::info!(
+            network = name,
+            "created the sandbox network (inter-container traffic off)"
+        );
         let mut found = self.networks_named(name).await?;
         if found.len() > 1 {
             self.remove_duplicate_networks(&mut found).await;
@@ -178,7 +183,10 @@ impl Docker {
     }
 
     /// Networks whose name is exactly `name`, oldest first.
-    async fn networks_named(&self, name: &str) -> Result<Vec<bollard::models::Network>, DockerError> {
+    async fn networks_named(
+        &self,
+        name: &str,
+    ) -> Result<Vec<bollard::models::Network>, DockerError> {
         let filters = HashMap::from([("name".to_string(), vec![name.to_string()])]);
         let options = ListNetworksOptions {
             filters: Some(filters),
@@ -284,7 +292,12 @@ impl Docker {
             v: true,
             ..Default::default()
         };
-        match self.client().await?.remove_container(id, Some(options)).await {
+        match self
+            .client()
+            .await?
+            .remove_container(id, Some(options))
+            .await
+        {
             Ok(()) => Ok(()),
             Err(e) if status_of(&e) == Some(404) => Ok(()),
             // "removal already in progress": someone else is doing our job.

@@ -5,8 +5,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use bollard::models::{
-    ContainerCreateBody, HostConfig, HostConfigLogConfig, RestartPolicy,
-    RestartPolicyNameEnum,
+    ContainerCreateBody, HostConfig, HostConfigLogConfig, RestartPolicy, RestartPolicyNameEnum,
 };
 
 use super::{LABEL_INSTANCE, LABEL_MANAGED, LABEL_SANDBOX};
@@ -36,7 +35,10 @@ pub fn container_name(sandbox_id: &str) -> String {
 
 /// The preview host of one port of a sandbox.
 pub fn preview_host(sandbox_id: &str, port: u16, domain: &str) -> String {
-    format!("s-{}-{port}.preview.{domain}", sandbox_id.to_ascii_lowercase())
+    format!(
+        "s-{}-{port}.preview.{domain}",
+        sandbox_id.to_ascii_lowercase()
+    )
 }
 
 /// Labels: berth's own, and Traefik's so that a stock Traefik routes the
@@ -48,7 +50,12 @@ pub fn labels(rec: &SandboxRecord, ctx: &SpecContext) -> HashMap<String, String>
         (LABEL_SANDBOX.to_string(), rec.id.clone()),
         (
             "berth.ports".to_string(),
-            rec.ports.0.iter().map(u16::to_string).collect::<Vec<_>>().join(","),
+            rec.ports
+                .0
+                .iter()
+                .map(u16::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
         ),
     ]);
     if !rec.ports.0.is_empty() {
@@ -59,7 +66,10 @@ pub fn labels(rec: &SandboxRecord, ctx: &SpecContext) -> HashMap<String, String>
         let name = format!("berth-{}-{port}", rec.id);
         labels.insert(
             format!("traefik.http.routers.{name}.rule"),
-            format!("Host(`{}`)", preview_host(&rec.id, *port, &ctx.preview_domain)),
+            format!(
+                "Host(`{}`)",
+                preview_host(&rec.id, *port, &ctx.preview_domain)
+            ),
         );
         labels.insert(format!("traefik.http.routers.{name}.service"), name.clone());
         labels.insert(
@@ -202,7 +212,10 @@ mod tests {
         assert_eq!(host.nano_cpus, Some(500_000_000));
         assert_eq!(spec.user.as_deref(), Some("1000:1000"));
         assert!(host.tmpfs.unwrap()["/tmp"].contains("size=1048576"));
-        assert_eq!(host.binds.unwrap(), vec!["/data/sandboxes/abc:/home/user:rw"]);
+        assert_eq!(
+            host.binds.unwrap(),
+            vec!["/data/sandboxes/abc:/home/user:rw"]
+        );
         assert!(spec.env.unwrap().contains(&"KEY=v=1".to_string()));
     }
 

@@ -8,9 +8,9 @@
 use sha2::{Digest, Sha256};
 
 use super::{SandboxError, Sandboxes};
-use crate::docker::spec::{container_name, container_spec, start_command, WORKSPACE};
+use crate::docker::spec::{WORKSPACE, container_name, container_spec, start_command};
 use crate::docker::{ContainerStatus, DockerError};
-use crate::store::{now_ms, DesiredState, SandboxRecord, Status};
+use crate::store::{DesiredState, SandboxRecord, Status, now_ms};
 
 /// Label holding a digest of the container's spec and image: a stopped
 /// container whose digest is stale is recreated on wake, so upgrades of berth
@@ -36,8 +36,14 @@ impl Sandboxes {
             DesiredState::Deleted | DesiredState::Purged => self.converge_gone(rec).await,
         };
         if let Err(e) = &result {
-            let keeps_status = matches!(e, SandboxError::Capacity { .. } | SandboxError::NotFound(_));
-            if !keeps_status && !matches!(rec.desired_state, DesiredState::Deleted | DesiredState::Purged) {
+            let keeps_status =
+                matches!(e, SandboxError::Capacity { .. } | SandboxError::NotFound(_));
+            if !keeps_status
+                && !matches!(
+                    rec.desired_state,
+                    DesiredState::Deleted | DesiredState::Purged
+                )
+            {
                 let _ = self
                     .inner
                     .store
@@ -48,7 +54,11 @@ impl Sandboxes {
         result
     }
 
-    async fn converge_running(&self, rec: &SandboxRecord, origin: Origin) -> Result<(), SandboxError> {
+    async fn converge_running(
+        &self,
+        rec: &SandboxRecord,
+        origin: Origin,
+    ) -> Result<(), SandboxError> {
         let container = self.ensure_container(rec).await?;
         if !container.running {
             if origin == Origin::Reconciler && self.idle_expired(rec, now_ms()) {
@@ -68,17 +78,15 @@ impl Sandboxes {
             if let Some(start) = &rec.start_cmd {
                 self.inner
                     .docker
-                    .exec_detached(
-                        &container.id,
-                        start_command(start),
-                        WORKSPACE,
-                        Vec::new(),
-                    )
+                    .exec_detached(&container.id, start_command(start), WORKSPACE, Vec::new())
                     .await?;
             }
         }
         if rec.status != Status::Running || rec.status_detail.is_some() {
-            self.inner.store.set_status(&rec.id, Status::Running, None).await?;
+            self.inner
+                .store
+                .set_status(&rec.id, Status::Running, None)
+                .await?;
         }
         Ok(())
     }
@@ -87,7 +95,10 @@ impl Sandboxes {
         let container = self.ensure_container(rec).await?;
         if container.running {
             if rec.status != Status::Stopping {
-                self.inner.store.set_status(&rec.id, Status::Stopping, None).await?;
+                self.inner
+                    .store
+                    .set_status(&rec.id, Status::Stopping, None)
+                    .await?;
             }
             self.inner
                 .docker
@@ -96,7 +107,10 @@ impl Sandboxes {
             tracing::info!(sandbox = %rec.id, "container stopped");
         }
         if rec.status != Status::Stopped {
-            self.inner.store.set_status(&rec.id, Status::Stopped, None).await?;
+            self.inner
+                .store
+                .set_status(&rec.id, Status::Stopped, None)
+                .await?;
         }
         Ok(())
     }

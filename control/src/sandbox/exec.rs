@@ -50,7 +50,10 @@ impl Sandboxes {
         let _guard = self.inner.locks.lock(id).await;
         let rec = self.get(id).await?;
         let rec = self.wake_locked(rec).await?;
-        rec.container_id
-            .ok_or_else(|| SandboxError::Docker(DockerError::Other("the woken sandbox has no container".into())))
+        rec.container_id.ok_or_else(|| {
+            SandboxError::Docker(DockerError::Other(
+                "the woken sandbox has no container".into(),
+            ))
+        })
     }
 }

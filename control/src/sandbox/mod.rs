@@ -15,10 +15,10 @@ use std::sync::Arc;
 
 use crate::activity::Activity;
 use crate::config::Settings;
-use crate::docker::spec::{container_name, SpecContext};
+use crate::docker::spec::{SpecContext, container_name};
 use crate::docker::{ContainerStatus, Docker, DockerError};
 use crate::memory::MemoryGauge;
-use crate::store::{now_ms, DesiredState, SandboxRecord, Status, Store, StoreError};
+use crate::store::{DesiredState, SandboxRecord, Status, Store, StoreError, now_ms};
 use crate::workspace::{Entry, FilesError, Workspaces};
 
 pub use converge::Origin;
@@ -231,7 +231,11 @@ impl Sandboxes {
         Ok(self.inner.store.sandbox(&rec.id).await?)
     }
 
-    async fn stop_locked(&self, rec: &SandboxRecord, why: Option<&str>) -> Result<(), SandboxError> {
+    async fn stop_locked(
+        &self,
+        rec: &SandboxRecord,
+        why: Option<&str>,
+    ) -> Result<(), SandboxError> {
         self.inner
             .store
             .set_desired(&rec.id, DesiredState::Stopped, Status::Stopping)
@@ -239,7 +243,10 @@ impl Sandboxes {
         let rec = self.inner.store.sandbox(&rec.id).await?;
         self.converge(&rec, Origin::Api).await?;
         if let Some(why) = why {
-            self.inner.store.set_status(&rec.id, Status::Stopped, Some(why)).await?;
+            self.inner
+                .store
+                .set_status(&rec.id, Status::Stopped, Some(why))
+                .await?;
         }
         Ok(())
     }
@@ -283,7 +290,11 @@ impl Sandboxes {
 
     /// Postpones the idle reaper until `until_ms` (capped), or by the
     /// sandbox's idle timeout from now.
-    pub async fn keepalive(&self, id: &str, until_s: Option<i64>) -> Result<SandboxRecord, SandboxError> {
+    pub async fn keepalive(
+        &self,
+        id: &str,
+        until_s: Option<i64>,
+    ) -> Result<SandboxRecord, SandboxError> {
         let rec = self.get(id).await?;
         let now = now_ms();
         let cap = now.saturating_add(
@@ -291,7 +302,9 @@ impl Sandboxes {
         );
         let until = match until_s {
             Some(s) => s.saturating_mul(1000).min(cap),
-            None => now.saturating_add(rec.idle_timeout_s.saturating_mul(1000)).min(cap),
+            None => now
+                .saturating_add(rec.idle_timeout_s.saturating_mul(1000))
+                .min(cap),
         };
         self.inner.activity.touch(&rec.id);
         self.inner.store.set_keepalive(&rec.id, until).await?;
@@ -394,7 +407,9 @@ impl Sandboxes {
                     tracing::info!(sandbox = %rec.id, "{why}");
                     stopped += 1;
                 }
-                Err(e) => tracing::warn!(sandbox = %rec.id, error = %e, "could not stop under memory pressure"),
+                Err(e) => {
+                    tracing::warn!(sandbox = %rec.id, error = %e, "could not stop under memory pressure")
+                }
             }
         }
         stopped
@@ -419,12 +434,17 @@ impl Sandboxes {
             if rec.desired_state != DesiredState::Running || !self.idle_expired(&rec, now_ms()) {
                 continue;
             }
-            match self.stop_locked(&rec, Some("stopped after its idle timeout")).await {
+            match self
+                .stop_locked(&rec, Some("stopped after its idle timeout"))
+                .await
+            {
                 Ok(()) => {
                     tracing::info!(sandbox = %rec.id, idle_timeout_s = rec.idle_timeout_s, "stopped idle sandbox");
                     stopped += 1;
                 }
-                Err(e) => tracing::warn!(sandbox = %rec.id, error = %e, "could not stop idle sandbox"),
+                Err(e) => {
+                    tracing::warn!(sandbox = %rec.id, error = %e, "could not stop idle sandbox")
+                }
             }
         }
         Ok(stopped)
@@ -433,7 +453,9 @@ impl Sandboxes {
     /// Whether a sandbox that sleeps when idle has been idle past its
     /// timeout and keepalive, with nothing using it.
     fn idle_expired(&self, rec: &SandboxRecord, now: i64) -> bool {
-        if rec.idle_policy != crate::store::IdlePolicy::Sleep || self.inner.activity.is_busy(&rec.id) {
+        if rec.idle_policy != crate::store::IdlePolicy::Sleep
+            || self.inner.activity.is_busy(&rec.id)
+        {
             return false;
         }
         let deadline = self
@@ -454,15 +476,23 @@ impl Sandboxes {
     }
 
     fn is_ours(&self, c: &ContainerStatus, id: &str) -> bool {
-        c.labels.get(crate::docker::LABEL_INSTANCE).map(String::as_str)
+        c.labels
+            .get(crate::docker::LABEL_INSTANCE)
+            .map(String::as_str)
             == Some(self.inner.spec.instance_id.as_str())
-            && c.labels.get(crate::docker::LABEL_SANDBOX).map(String::as_str) == Some(id)
+            && c.labels
+                .get(crate::docker::LABEL_SANDBOX)
+                .map(String::as_str)
+                == Some(id)
     }
 }
 
 /// A sandbox on its way out is no longer visible to clients.
 fn is_going(rec: &SandboxRecord) -> bool {
-    matches!(rec.desired_state, DesiredState::Deleted | DesiredState::Purged)
+    matches!(
+        rec.desired_state,
+        DesiredState::Deleted | DesiredState::Purged
+    )
 }
 
 /// Runs blocking filesystem work off the async threads.

@@ -76,13 +76,10 @@ fn invalid(message: impl Into<String>) -> SandboxError {
 /// lower-case letters, digits and inner dashes, 1 to 40 characters.
 pub fn normalize_id(raw: &str) -> Result<String, SandboxError> {
     let id = raw.trim().to_ascii_lowercase();
-    let ok_chars = id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    if id.is_empty()
-        || id.len() > 40
-        || !ok_chars
-        || id.starts_with('-')
-        || id.ends_with('-')
-    {
+    let ok_chars = id
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if id.is_empty() || id.len() > 40 || !ok_chars || id.starts_with('-') || id.ends_with('-') {
         return Err(invalid(format!(
             "id `{raw}` is not valid: use 1 to 40 letters, digits and inner dashes"
         )));
@@ -101,17 +98,23 @@ pub fn validate_env(env: &BTreeMap<String, String>) -> Result<(), SandboxError> 
     }
     for (key, value) in env {
         let mut chars = key.chars();
-        let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+        let first_ok = chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
         if !first_ok || !chars.all(|c| c.is_ascii_alphanumeric() || c == '_') {
             return Err(invalid(format!(
                 "environment variable name `{key}` is not valid: use letters, digits and _"
             )));
         }
         if key == "HOME" || key.starts_with("BERTH_") {
-            return Err(invalid(format!("environment variable `{key}` is set by berth")));
+            return Err(invalid(format!(
+                "environment variable `{key}` is set by berth"
+            )));
         }
         if value.contains('\0') {
-            return Err(invalid(format!("environment variable `{key}` holds a NUL byte")));
+            return Err(invalid(format!(
+                "environment variable `{key}` holds a NUL byte"
+            )));
         }
     }
     Ok(())
@@ -146,10 +149,11 @@ impl CreateRequest {
         let memory = match self.memory {
             None => settings.default_memory,
             Some(SizeOrNumber::Bytes(b)) => b,
-            Some(SizeOrNumber::Text(t)) => t
-                .parse::<ByteSize>()
-                .map_err(|e| invalid(format!("memory: {e}")))?
-                .0,
+            Some(SizeOrNumber::Text(t)) => {
+                t.parse::<ByteSize>()
+                    .map_err(|e| invalid(format!("memory: {e}")))?
+                    .0
+            }
         };
         if memory < 6 << 20 {
             return Err(invalid("memory must be at least 6m"));
@@ -250,7 +254,9 @@ impl ExecBody {
             Command::Shell(line) => vec!["/bin/sh".into(), "-lc".into(), line],
         };
         if argv.is_empty() || argv[0].is_empty() {
-            return Err(invalid("cmd must name a program: [\"ls\", \"-la\"] or \"ls -la\""));
+            return Err(invalid(
+                "cmd must name a program: [\"ls\", \"-la\"] or \"ls -la\"",
+            ));
         }
         if argv.iter().any(|a| a.contains('\0')) {
             return Err(invalid("cmd must not hold NUL bytes"));
@@ -297,7 +303,9 @@ mod tests {
     }
 
     fn create(json: &str) -> Result<NewSandbox, SandboxError> {
-        serde_json::from_str::<CreateRequest>(json).unwrap().validate(&settings())
+        serde_json::from_str::<CreateRequest>(json)
+            .unwrap()
+            .validate(&settings())
     }
 
     #[test]
@@ -322,9 +330,19 @@ mod tests {
 
     #[test]
     fn ports_are_checked_and_deduplicated() {
-        assert_eq!(create(r#"{"ports":[3000,3000,80]}"#).unwrap().ports, vec![3000, 80]);
-        for bad in [r#"{"ports":[0]}"#, r#"{"ports":[70000]}"#, r#"{"ports":[-1]}"#] {
-            assert!(matches!(create(bad), Err(SandboxError::Invalid(_))), "{bad}");
+        assert_eq!(
+            create(r#"{"ports":[3000,3000,80]}"#).unwrap().ports,
+            vec![3000, 80]
+        );
+        for bad in [
+            r#"{"ports":[0]}"#,
+            r#"{"ports":[70000]}"#,
+            r#"{"ports":[-1]}"#,
+        ] {
+            assert!(
+                matches!(create(bad), Err(SandboxError::Invalid(_))),
+                "{bad}"
+            );
         }
     }
 
@@ -342,7 +360,11 @@ mod tests {
     #[test]
     fn env_names_are_checked() {
         assert!(create(r#"{"env":{"OK_1":"x"}}"#).is_ok());
-        for bad in [r#"{"env":{"1X":"x"}}"#, r#"{"env":{"A-B":"x"}}"#, r#"{"env":{"HOME":"/"}}"#] {
+        for bad in [
+            r#"{"env":{"1X":"x"}}"#,
+            r#"{"env":{"A-B":"x"}}"#,
+            r#"{"env":{"HOME":"/"}}"#,
+        ] {
             assert!(create(bad).is_err(), "{bad}");
         }
     }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use sqlx::types::Json;
 
-use super::{now_ms, Store, StoreError};
+use super::{Store, StoreError, now_ms};
 
 /// What the user wants the sandbox to be. The reconciler converges Docker to it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
@@ -129,9 +129,11 @@ impl Store {
 
     /// Every sandbox, oldest first.
     pub async fn sandboxes(&self) -> Result<Vec<SandboxRecord>, StoreError> {
-        Ok(sqlx::query_as("SELECT * FROM sandboxes ORDER BY created_at, id")
-            .fetch_all(&self.pool)
-            .await?)
+        Ok(
+            sqlx::query_as("SELECT * FROM sandboxes ORDER BY created_at, id")
+                .fetch_all(&self.pool)
+                .await?,
+        )
     }
 
     /// Records what the user wants; the caller then makes Docker follow.
@@ -173,13 +175,18 @@ impl Store {
         found(done.rows_affected(), id)
     }
 
-    pub async fn set_container_id(&self, id: &str, container: Option<&str>) -> Result<(), StoreError> {
-        let done = sqlx::query("UPDATE sandboxes SET container_id = ?, updated_at = ? WHERE id = ?")
-            .bind(container)
-            .bind(now_ms())
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+    pub async fn set_container_id(
+        &self,
+        id: &str,
+        container: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let done =
+            sqlx::query("UPDATE sandboxes SET container_id = ?, updated_at = ? WHERE id = ?")
+                .bind(container)
+                .bind(now_ms())
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
         found(done.rows_affected(), id)
     }
 
@@ -201,11 +208,13 @@ impl Store {
     pub async fn record_activity(&self, batch: &[(String, i64)]) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         for (id, at) in batch {
-            sqlx::query("UPDATE sandboxes SET last_active_at = MAX(last_active_at, ?) WHERE id = ?")
-                .bind(at)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "UPDATE sandboxes SET last_active_at = MAX(last_active_at, ?) WHERE id = ?",
+            )
+            .bind(at)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         Ok(())
@@ -258,7 +267,8 @@ mod tests {
         pub struct TempDir(std::path::PathBuf);
         impl TempDir {
             pub fn new() -> Self {
-                let p = std::env::temp_dir().join(format!("berth-store-{}", ulid::Ulid::generate()));
+                let p =
+                    std::env::temp_dir().join(format!("berth-store-{}", ulid::Ulid::generate()));
                 std::fs::create_dir_all(&p).unwrap();
                 Self(p)
             }
@@ -281,22 +291,33 @@ mod tests {
         assert_eq!(r.desired_state, DesiredState::Running);
         assert_eq!(r.ports.0, vec![3000, 5173]);
         assert_eq!(r.env.0.get("A").map(String::as_str), Some("1"));
-        assert!(matches!(s.insert_sandbox(&new("a")).await, Err(StoreError::Exists(_))));
+        assert!(matches!(
+            s.insert_sandbox(&new("a")).await,
+            Err(StoreError::Exists(_))
+        ));
     }
 
     #[tokio::test]
     async fn activity_only_moves_forward() {
         let (s, _d) = store().await;
         let r = s.insert_sandbox(&new("a")).await.unwrap();
-        s.record_activity(&[("a".into(), r.last_active_at + 1000)]).await.unwrap();
+        s.record_activity(&[("a".into(), r.last_active_at + 1000)])
+            .await
+            .unwrap();
         s.record_activity(&[("a".into(), 5)]).await.unwrap();
-        assert_eq!(s.sandbox("a").await.unwrap().last_active_at, r.last_active_at + 1000);
+        assert_eq!(
+            s.sandbox("a").await.unwrap().last_active_at,
+            r.last_active_at + 1000
+        );
     }
 
     #[tokio::test]
     async fn instance_id_is_stable() {
         let (s, _d) = store().await;
-        assert_eq!(s.instance_id().await.unwrap(), s.instance_id().await.unwrap());
+        assert_eq!(
+            s.instance_id().await.unwrap(),
+            s.instance_id().await.unwrap()
+        );
     }
 
     #[tokio::test]

@@ -62,7 +62,11 @@ CMD ["/bin/sh", "-c", "trap 'exit 0' TERM INT; while :; do sleep 3600 & wait $!;
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn unique(prefix: &str) -> String {
@@ -75,7 +79,10 @@ fn unique(prefix: &str) -> String {
 
 /// Runs the docker CLI; returns stdout (trimmed) and whether it succeeded.
 pub fn docker(args: &[&str]) -> (bool, String) {
-    let out = Command::new("docker").args(args).output().expect("docker CLI");
+    let out = Command::new("docker")
+        .args(args)
+        .output()
+        .expect("docker CLI");
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).trim().to_string(),
@@ -188,14 +195,21 @@ impl Control {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("berth-control exited early ({status}):\n{}", self.log_text());
+                panic!(
+                    "berth-control exited early ({status}):\n{}",
+                    self.log_text()
+                );
             }
             if let Ok(r) = self.http.get(format!("{}/healthz", self.base)).send().await {
                 if r.status().is_success() {
                     return;
                 }
             }
-            assert!(Instant::now() < deadline, "berth-control did not come up:\n{}", self.log_text());
+            assert!(
+                Instant::now() < deadline,
+                "berth-control did not come up:\n{}",
+                self.log_text()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -215,7 +229,9 @@ impl Control {
     /// SIGTERM and wait for a clean exit.
     pub fn terminate(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
             let status = child.wait().unwrap();
             assert!(status.success(), "control did not exit cleanly: {status}");
         }
@@ -261,16 +277,21 @@ impl Control {
     }
 
     pub async fn post(&self, path: &str, body: Value) -> Reply {
-        self.send(self.request(reqwest::Method::POST, path).json(&body)).await
-    }
-
-    pub async fn post_raw(&self, path: &str, body: &str) -> Reply {
-        self.send(self.request(reqwest::Method::POST, path).body(body.to_string()))
+        self.send(self.request(reqwest::Method::POST, path).json(&body))
             .await
     }
 
+    pub async fn post_raw(&self, path: &str, body: &str) -> Reply {
+        self.send(
+            self.request(reqwest::Method::POST, path)
+                .body(body.to_string()),
+        )
+        .await
+    }
+
     pub async fn put(&self, path: &str, body: Value) -> Reply {
-        self.send(self.request(reqwest::Method::PUT, path).json(&body)).await
+        self.send(self.request(reqwest::Method::PUT, path).json(&body))
+            .await
     }
 
     /// A request with no token at all, whatever the harness holds.
@@ -282,14 +303,22 @@ impl Control {
     /// Creates a sandbox and asserts it is running.
     pub async fn create(&self, body: Value) -> Value {
         let r = self.post("/sandbox", body).await;
-        assert_eq!(r.status, StatusCode::CREATED, "create failed: {r:?}\n{}", self.log_text());
+        assert_eq!(
+            r.status,
+            StatusCode::CREATED,
+            "create failed: {r:?}\n{}",
+            self.log_text()
+        );
         assert_eq!(r.body["status"], "running", "{r:?}");
         r.body
     }
 
     pub async fn exec(&self, id: &str, cmd: &[&str]) -> Reply {
-        self.post(&format!("/sandbox/{id}/exec"), serde_json::json!({ "cmd": cmd }))
-            .await
+        self.post(
+            &format!("/sandbox/{id}/exec"),
+            serde_json::json!({ "cmd": cmd }),
+        )
+        .await
     }
 
     /// Runs a shell line and returns its stdout, asserting exit 0.

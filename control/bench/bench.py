@@ -1,0 +1,168 @@
+#!/usr/bin/env python3
+"""berth-control benchmark (not a test): one run, printed side by side.
+
+  - create latency p50/p95 (POST /sandbox → running container)
+  - exec latency p50 through the API next to `docker exec` CLI on the same
+    container, and their ratio (target: < 1.0)
+  - control's resident memory with N sandboxes
+
+Runs the release binary against the local Docker daemon with a static
+busybox image built on the spot; removes everything it made.
+
+    python3 control/bench/bench.py [--sandboxes 50] [--execs 100] [--creates 20]
+"""
+
+import argparse
+import http.client
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+IMAGE = "berth-bench-sandbox:latest"
+
+
+def sh(*args, check=True, capture=True):
+    return subprocess.run(args, check=check, capture_output=capture, text=True)
+
+
+def build_image():
+    busybox = shutil.which("busybox") or "/bin/busybox"
+    ctx = tempfile.mkdtemp(prefix="berth-bench-img-")
+    shutil.copy(busybox, os.path.join(ctx, "busybox"))
+    with open(os.path.join(ctx, "passwd"), "w") as f:
+        f.write("root:x:0:0::/root:/bin/sh\nuser:x:1000:1000::/home/user:/bin/sh\n")
+    with open(os.path.join(ctx, "Dockerfile"), "w") as f:
+        f.write(
+            "FROM scratch\nCOPY busybox /bin/busybox\n"
+            'RUN ["/bin/busybox", "--install", "-s", "/bin"]\nCOPY passwd /etc/passwd\n'
+            "CMD [\"/bin/sh\", \"-c\", \"trap 'exit 0' TERM; while :; do sleep 3600 & wait $!; done\"]\n"
+        )
+    sh("docker", "build", "-q", "-t", IMAGE, ctx)
+    shutil.rmtree(ctx)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def pct(values, p):
+    values = sorted(values)
+    k = max(0, min(len(values) - 1, round(p / 100 * (len(values) - 1))))
+    return values[k]
+
+
+class Api:
+    def __init__(self, port):
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+
+    def call(self, method, path, body=None):
+        payload = json.dumps(body) if body is not None else None
+        self.conn.request(method, path, body=payload, headers={"content-type": "application/json"})
+        r = self.conn.getresponse()
+        data = r.read()
+        return r.status, (json.loads(data) if data else None)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sandboxes", type=int, default=50)
+    ap.add_argument("--execs", type=int, default=100)
+    ap.add_argument("--creates", type=int, default=20)
+    args = ap.parse_args()
+
+    target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
+    print("building berth-control (release)…", file=sys.stderr)
+    subprocess.run(["cargo", "build", "--release", "-q", "-p", "berth-control"], cwd=ROOT, check=True)
+    binary = os.path.join(target, "release", "berth-control")
+    build_image()
+
+    data = tempfile.mkdtemp(prefix="berth-bench-")
+    port = free_port()
+    network = f"berth-bench-{os.getpid()}"
+    env = {
+        "PATH": os.environ["PATH"],
+        "BERTH_DATA_DIR": data,
+        "BERTH_API_BIND": f"127.0.0.1:{port}",
+        "BERTH_IMAGE": IMAGE,
+        "BERTH_NETWORK": network,
+        "BERTH_DEFAULT_MEMORY": "64m",
+        "BERTH_DEFAULT_CPUS": "1",
+        "RUST_LOG": "warn",
+    }
+    proc = subprocess.Popen([binary], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    instance = None
+    try:
+        api = Api(port)
+        for _ in range(100):
+            try:
+                status, info = api.call("GET", "/v1/info")
+                instance = info["instance_id"]
+                break
+            except OSError:
+                api = Api(port)
+                time.sleep(0.1)
+        # Warm up: the network and the image inspect path.
+        api.call("POST", "/sandbox", {"id": "warm"})
+
+        create_ms = []
+        for i in range(args.creates):
+            t = time.perf_counter()
+            status, body = api.call("POST", "/sandbox", {})
+            create_ms.append((time.perf_counter() - t) * 1000)
+            assert status == 201, body
+
+        for _ in range(5):
+            api.call("POST", "/sandbox/warm/exec", {"cmd": ["true"]})
+        api_ms = []
+        for _ in range(args.execs):
+            t = time.perf_counter()
+            status, body = api.call("POST", "/sandbox/warm/exec", {"cmd": ["true"]})
+            api_ms.append((time.perf_counter() - t) * 1000)
+            assert status == 200 and body["exit_code"] == 0, body
+        cli_ms = []
+        for _ in range(args.execs):
+            t = time.perf_counter()
+            sh("docker", "exec", "berth-warm", "true")
+            cli_ms.append((time.perf_counter() - t) * 1000)
+
+        existing = 1 + args.creates
+        for _ in range(max(0, args.sandboxes - existing)):
+            status, body = api.call("POST", "/sandbox", {})
+            assert status == 201, body
+        status, listing = api.call("GET", "/sandboxes")
+        count = len(listing["sandboxes"])
+        with open(f"/proc/{proc.pid}/status") as f:
+            rss_kb = next(int(l.split()[1]) for l in f if l.startswith("VmRSS:"))
+
+        engine = sh("docker", "version", "-f", "{{.Server.Version}}").stdout.strip()
+        print(f"berth-control benchmark — Docker {engine}, {os.cpu_count()} CPUs")
+        print(f"create latency ({args.creates} creates):  p50 {statistics.median(create_ms):7.1f} ms   "
+              f"p95 {pct(create_ms, 95):7.1f} ms   (target p50 < 1000 ms)")
+        a50, c50 = statistics.median(api_ms), statistics.median(cli_ms)
+        print(f"exec latency ({args.execs} runs of `true`):")
+        print(f"  through berth API   p50 {a50:7.1f} ms   p95 {pct(api_ms, 95):7.1f} ms")
+        print(f"  docker exec CLI     p50 {c50:7.1f} ms   p95 {pct(cli_ms, 95):7.1f} ms")
+        print(f"  ratio API/CLI       {a50 / c50:7.2f}      (target < 1.0)")
+        print(f"control RSS with {count} sandboxes: {rss_kb / 1024:.1f} MiB")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        if instance:
+            ids = sh("docker", "ps", "-aq", "--filter", f"label=berth.instance={instance}").stdout.split()
+            if ids:
+                sh("docker", "rm", "-f", *ids, check=False)
+        sh("docker", "network", "rm", network, check=False)
+        shutil.rmtree(data, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
