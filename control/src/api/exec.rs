@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use serde::Serialize;
 
-use super::body::JsonBody;
+use super::extract::JsonBody;
 use super::{ApiError, AppState};
 use crate::sandbox::ExecBody;
 

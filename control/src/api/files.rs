@@ -5,14 +5,14 @@
 //! `?raw=true` returns a file's bytes as they are.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::body::JsonBody;
+use super::extract::{JsonBody, QueryParams};
 use super::{ApiError, AppState};
 use crate::workspace::Entry;
 
@@ -27,7 +27,7 @@ pub struct PathQuery {
 pub async fn read(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    Query(q): Query<PathQuery>,
+    QueryParams(q): QueryParams<PathQuery>,
 ) -> Result<Response, ApiError> {
     let entry = state.sandboxes.read_file(&id, &q.path).await?;
     let shown = if q.path.is_empty() {
@@ -100,7 +100,7 @@ pub async fn write(
 pub async fn delete(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    Query(q): Query<PathQuery>,
+    QueryParams(q): QueryParams<PathQuery>,
 ) -> Result<StatusCode, ApiError> {
     state.sandboxes.delete_file(&id, &q.path).await?;
     Ok(StatusCode::NO_CONTENT)

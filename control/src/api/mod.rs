@@ -1,9 +1,9 @@
 //! The HTTP API: one file per resource; errors become responses in
 //! [`error`] only.
 
-mod body;
 mod error;
 mod exec;
+mod extract;
 mod files;
 mod health;
 mod sandboxes;

@@ -8,7 +8,7 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 
-use super::body::JsonBody;
+use super::extract::JsonBody;
 use super::time::rfc3339;
 use super::{ApiError, AppState};
 use crate::config::Settings;

@@ -1,12 +1,13 @@
-//! A JSON body extractor that answers in berth's error shape.
+//! Extractors that answer in berth's error shape.
 //!
-//! It does not insist on `Content-Type: application/json` (the curl
+//! The JSON body extractor does not insist on `Content-Type: application/json` (the curl
 //! one-liners users paste send form types), and an empty body reads as `{}`
 //! so that optional bodies can be left out.
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
+use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
 use super::ApiError;
@@ -40,5 +41,23 @@ where
         serde_json::from_slice(text)
             .map(JsonBody)
             .map_err(|e| ApiError::invalid(format!("malformed JSON body: {e}")))
+    }
+}
+
+/// Query parameters; a malformed query is a JSON 400 like any other.
+pub struct QueryParams<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for QueryParams<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| QueryParams(q.0))
+            .map_err(|e| ApiError::invalid(format!("malformed query: {}", e.body_text())))
     }
 }
