@@ -14,6 +14,7 @@ use crate::config::Settings;
 use crate::docker::Docker;
 use crate::sandbox::Sandboxes;
 use crate::store::{Store, StoreError};
+use crate::tasks::Tasks;
 use crate::{reaper, reconciler};
 
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +74,17 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
     );
 
     let loops = CancellationToken::new();
+    let tasks = Tasks::new(
+        sandboxes.clone(),
+        store.clone(),
+        docker.clone(),
+        settings.task_timeout,
+        settings.task_timeout_max,
+        loops.clone(),
+    );
+    if let Err(e) = tasks.recover().await {
+        tracing::error!(error = %e, "could not recover tasks after the restart");
+    }
     let background = [
         tokio::spawn(reconciler::run(
             sandboxes.clone(),
@@ -94,6 +106,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
 
     let state = AppState {
         sandboxes,
+        tasks: tasks.clone(),
         store: store.clone(),
         docker,
         started: Instant::now(),
@@ -106,11 +119,18 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
         instance = %instance_id,
         "berth-control listening"
     );
+    // Background loops, running tasks and open event streams stop with the
+    // server, so that graceful shutdown does not wait on them.
+    let stopping = loops.clone();
     let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .with_graceful_shutdown(async move {
+            shutdown.cancelled().await;
+            stopping.cancel();
+        })
         .await;
 
     loops.cancel();
+    tasks.shutdown().await;
     for task in background {
         let _ = task.await;
     }

@@ -125,6 +125,14 @@ pub struct Config {
     #[arg(long, env = "BERTH_STOP_TIMEOUT", default_value_t = 5)]
     pub stop_timeout: u64,
 
+    /// Default timeout of a coding-agent task, in seconds.
+    #[arg(long, env = "BERTH_TASK_TIMEOUT", default_value_t = 1800)]
+    pub task_timeout: u64,
+
+    /// Longest timeout a task may ask for, in seconds.
+    #[arg(long, env = "BERTH_TASK_TIMEOUT_MAX", default_value_t = 7200)]
+    pub task_timeout_max: u64,
+
     /// Where host memory is read from (tests point this at a file).
     #[arg(
         long,
@@ -161,6 +169,8 @@ pub struct Settings {
     pub exec_output_limit: usize,
     pub max_file_size: usize,
     pub stop_timeout: Duration,
+    pub task_timeout: Duration,
+    pub task_timeout_max: Duration,
     pub meminfo_path: PathBuf,
 }
 
@@ -200,6 +210,12 @@ impl Config {
         if self.reconcile_interval == 0 || self.reap_interval == 0 {
             return Err(invalid(
                 "BERTH_RECONCILE_INTERVAL and BERTH_REAP_INTERVAL",
+                "at least 1 second",
+            ));
+        }
+        if self.task_timeout == 0 || self.task_timeout_max == 0 {
+            return Err(invalid(
+                "BERTH_TASK_TIMEOUT and BERTH_TASK_TIMEOUT_MAX",
                 "at least 1 second",
             ));
         }
@@ -247,6 +263,8 @@ impl Config {
             exec_output_limit: usize::try_from(self.exec_output_limit.0).unwrap_or(usize::MAX),
             max_file_size: usize::try_from(self.max_file_size.0).unwrap_or(usize::MAX),
             stop_timeout: Duration::from_secs(self.stop_timeout),
+            task_timeout: Duration::from_secs(self.task_timeout),
+            task_timeout_max: Duration::from_secs(self.task_timeout_max),
             meminfo_path: self.meminfo_path,
         })
     }

@@ -4,6 +4,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod activity;
+pub mod agents;
 pub mod api;
 pub mod app;
 pub mod auth;
@@ -15,5 +16,6 @@ pub mod reaper;
 pub mod reconciler;
 pub mod sandbox;
 pub mod store;
+pub mod tasks;
 pub mod units;
 pub mod workspace;

@@ -9,6 +9,7 @@ use serde_json::json;
 use crate::auth::AuthError;
 use crate::docker::DockerError;
 use crate::sandbox::SandboxError;
+use crate::tasks::TaskError;
 use crate::workspace::FilesError;
 
 #[derive(Debug)]
@@ -144,6 +145,20 @@ impl From<SandboxError> for ApiError {
             SandboxError::Docker(d) => d.into(),
             SandboxError::Files(f) => f.into(),
             SandboxError::Store(s) => Self::internal(&s),
+        }
+    }
+}
+
+impl From<TaskError> for ApiError {
+    fn from(e: TaskError) -> Self {
+        match e {
+            TaskError::Invalid(m) => Self::invalid(m),
+            TaskError::NotFound(_) => Self::not_found(e.to_string()),
+            TaskError::Conflict(m) => Self::new(StatusCode::CONFLICT, "conflict", m),
+            TaskError::Failed(m) => Self::new(StatusCode::BAD_GATEWAY, "exec_failed", m),
+            TaskError::Sandbox(s) => s.into(),
+            TaskError::Docker(d) => d.into(),
+            TaskError::Store(s) => Self::internal(&s),
         }
     }
 }

@@ -7,6 +7,7 @@ mod extract;
 mod files;
 mod health;
 mod sandboxes;
+mod tasks;
 mod time;
 
 use std::time::Instant;
@@ -23,11 +24,13 @@ use crate::auth::{Tokens, require_token};
 use crate::docker::Docker;
 use crate::sandbox::Sandboxes;
 use crate::store::Store;
+use crate::tasks::Tasks;
 
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
     pub sandboxes: Sandboxes,
+    pub tasks: Tasks,
     pub store: Store,
     pub docker: Docker,
     pub started: Instant,
@@ -47,7 +50,12 @@ pub fn router(state: AppState, tokens: Tokens) -> Router {
         .route(
             "/files",
             get(files::read).put(files::write).delete(files::delete),
-        );
+        )
+        .route("/tasks", get(tasks::list).post(tasks::create))
+        .route("/tasks/{task}", get(tasks::get))
+        .route("/tasks/{task}/events", get(tasks::events))
+        .route("/tasks/{task}/cancel", post(tasks::cancel))
+        .route("/tasks/{task}/revert", post(tasks::revert));
     let api = Router::new()
         .route("/sandbox", post(sandboxes::create))
         .route("/sandboxes", get(sandboxes::list))

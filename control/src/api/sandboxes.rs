@@ -153,7 +153,15 @@ pub async fn stop(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<SandboxView>, ApiError> {
-    let rec = state.sandboxes.stop(&id).await?;
+    let rec = state.sandboxes.get(&id).await?;
+    if state.tasks.is_running_on(&rec.id).await {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "task_in_progress",
+            "a task is running in this sandbox: cancel it first",
+        ));
+    }
+    let rec = state.sandboxes.stop(&rec.id).await?;
     Ok(Json(view(&state.sandboxes, rec, None)))
 }
 

@@ -5,6 +5,7 @@
 //! the binary and run on open.
 
 mod sandboxes;
+mod tasks;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -14,6 +15,7 @@ use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 pub use sandboxes::{DesiredState, IdlePolicy, NewSandbox, SandboxRecord, Status};
+pub use tasks::{NewTask, TaskEvent, TaskRecord, TaskStatus};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -57,6 +59,9 @@ impl Store {
             .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
+        // Sandbox and task environments hold provider keys: owner-only.
+        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .map_err(|e| StoreError::Sqlx(sqlx::Error::Io(e)))?;
         Ok(Self { pool })
     }
 

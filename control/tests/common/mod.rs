@@ -61,6 +61,75 @@ CMD ["/bin/sh", "-c", "trap 'exit 0' TERM INT; while :; do sleep 3600 & wait $!;
     });
 }
 
+pub const AGENT_IMAGE: &str = "berth-test-agent:latest";
+
+/// Builds a Debian sandbox image with git, bash and fake `claude` and
+/// `opencode` CLIs (control/tests/fixtures) that print the real output
+/// formats. The Debian base comes from agent-image/build-base.sh
+/// (debootstrap; no registry needed).
+pub fn ensure_agent_image() {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let status = Command::new(root.join("agent-image/build-base.sh"))
+            .status()
+            .expect("agent-image/build-base.sh");
+        assert!(status.success(), "building the Debian base image failed");
+        let ctx = std::env::temp_dir().join(format!("berth-agent-image-{}", std::process::id()));
+        std::fs::create_dir_all(&ctx).unwrap();
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        for agent in ["claude", "opencode"] {
+            std::fs::copy(fixtures.join(agent), ctx.join(agent)).unwrap();
+        }
+        std::fs::write(
+            ctx.join("Dockerfile"),
+            r#"FROM berth-base:bookworm
+RUN useradd -u 1000 -m -s /bin/bash user
+COPY claude opencode /usr/local/bin/
+CMD ["/bin/sh", "-c", "trap 'exit 0' TERM INT; while :; do sleep 3600 & wait $!; done"]
+"#,
+        )
+        .unwrap();
+        let out = Command::new("docker")
+            .args(["build", "-q", "-t", AGENT_IMAGE])
+            .arg(&ctx)
+            .output()
+            .expect("docker CLI");
+        assert!(
+            out.status.success(),
+            "building the agent test image failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let _ = std::fs::remove_dir_all(&ctx);
+    });
+}
+
+/// One Server-Sent Event.
+#[derive(Debug, Clone)]
+pub struct SseEvent {
+    pub id: i64,
+    pub event: String,
+    pub data: Value,
+}
+
+fn parse_sse_frame(frame: &str) -> Option<SseEvent> {
+    let (mut id, mut event, mut data) = (None, String::new(), String::new());
+    for line in frame.lines() {
+        if let Some(v) = line.strip_prefix("id:") {
+            id = v.trim().parse().ok();
+        } else if let Some(v) = line.strip_prefix("event:") {
+            event = v.trim().to_string();
+        } else if let Some(v) = line.strip_prefix("data:") {
+            data.push_str(v.strip_prefix(' ').unwrap_or(v));
+        }
+    }
+    Some(SseEvent {
+        id: id?,
+        event,
+        data: serde_json::from_str(&data).unwrap_or(Value::Null),
+    })
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -327,6 +396,44 @@ impl Control {
         assert_eq!(r.status, StatusCode::OK, "{r:?}");
         assert_eq!(r.body["exit_code"], 0, "`{line}` failed: {r:?}");
         r.body["stdout"].as_str().unwrap().to_string()
+    }
+
+    /// Reads an SSE stream until it ends, `max` events arrived, or `timeout`.
+    pub async fn sse(
+        &self,
+        path: &str,
+        last_event_id: Option<i64>,
+        max: Option<usize>,
+        timeout: Duration,
+    ) -> Vec<SseEvent> {
+        let mut req = self.request(reqwest::Method::GET, path);
+        if let Some(id) = last_event_id {
+            req = req.header("Last-Event-ID", id.to_string());
+        }
+        let mut resp = req.send().await.expect("SSE request");
+        assert_eq!(resp.status(), StatusCode::OK, "SSE {path}");
+        assert_eq!(resp.headers()["content-type"], "text/event-stream");
+        let deadline = Instant::now() + timeout;
+        let (mut buf, mut events) = (String::new(), Vec::new());
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let chunk = match tokio::time::timeout(left, resp.chunk()).await {
+                Ok(Ok(Some(chunk))) => chunk,
+                Ok(_) => break,
+                Err(_) => panic!("SSE {path} did not end within {timeout:?}; got {events:?}"),
+            };
+            buf.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = buf.find("\n\n") {
+                let frame: String = buf.drain(..end + 2).collect();
+                if let Some(e) = parse_sse_frame(&frame) {
+                    events.push(e);
+                    if max.is_some_and(|m| events.len() >= m) {
+                        return events;
+                    }
+                }
+            }
+        }
+        events
     }
 
     pub async fn status_of(&self, id: &str) -> String {

@@ -1,0 +1,264 @@
+//! Task rows and their event log.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use sqlx::types::Json;
+
+use super::{Store, StoreError, now_ms};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
+#[sqlx(type_name = "TEXT", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+pub enum TaskStatus {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+    TimedOut,
+}
+
+impl TaskStatus {
+    pub fn is_terminal(self) -> bool {
+        !matches!(self, TaskStatus::Queued | TaskStatus::Running)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskStatus::Queued => "queued",
+            TaskStatus::Running => "running",
+            TaskStatus::Succeeded => "succeeded",
+            TaskStatus::Failed => "failed",
+            TaskStatus::Cancelled => "cancelled",
+            TaskStatus::TimedOut => "timed_out",
+        }
+    }
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct TaskRecord {
+    pub id: String,
+    pub sandbox_id: String,
+    pub agent: String,
+    pub prompt: String,
+    pub model: Option<String>,
+    pub env: Json<BTreeMap<String, String>>,
+    pub check_cmd: Option<String>,
+    pub timeout_s: i64,
+    pub status: TaskStatus,
+    pub exec_id: Option<String>,
+    pub exit_code: Option<i64>,
+    pub result: Option<Json<serde_json::Value>>,
+    pub created_at: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewTask {
+    pub id: String,
+    pub sandbox_id: String,
+    pub agent: String,
+    pub prompt: String,
+    pub model: Option<String>,
+    pub env: BTreeMap<String, String>,
+    pub check_cmd: Option<String>,
+    pub timeout_s: i64,
+}
+
+/// One stored event of a task.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct TaskEvent {
+    pub seq: i64,
+    #[sqlx(rename = "type")]
+    pub kind: String,
+    pub data: Json<serde_json::Value>,
+    pub created_at: i64,
+}
+
+impl Store {
+    /// Inserts a queued task together with its first event.
+    pub async fn insert_task(&self, new: &NewTask) -> Result<(TaskRecord, TaskEvent), StoreError> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO tasks (id, sandbox_id, agent, prompt, model, env, check_cmd, timeout_s, status, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?)",
+        )
+        .bind(&new.id)
+        .bind(&new.sandbox_id)
+        .bind(&new.agent)
+        .bind(&new.prompt)
+        .bind(&new.model)
+        .bind(Json(&new.env))
+        .bind(&new.check_cmd)
+        .bind(new.timeout_s)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let data = serde_json::json!({"status": "queued"});
+        sqlx::query("INSERT INTO task_events (task_id, seq, type, data, created_at) VALUES (?, 1, 'status', ?, ?)")
+            .bind(&new.id)
+            .bind(Json(&data))
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        let event = TaskEvent {
+            seq: 1,
+            kind: "status".into(),
+            data: Json(data),
+            created_at: now,
+        };
+        Ok((self.task(&new.id).await?, event))
+    }
+
+    pub async fn find_task(&self, id: &str) -> Result<Option<TaskRecord>, StoreError> {
+        Ok(sqlx::query_as("SELECT * FROM tasks WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    pub async fn task(&self, id: &str) -> Result<TaskRecord, StoreError> {
+        self.find_task(id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(id.to_string()))
+    }
+
+    /// A sandbox's tasks, newest first.
+    pub async fn tasks_of(&self, sandbox_id: &str) -> Result<Vec<TaskRecord>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT * FROM tasks WHERE sandbox_id = ? ORDER BY created_at DESC, id DESC",
+        )
+        .bind(sandbox_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// The oldest queued task of a sandbox.
+    pub async fn next_queued_task(
+        &self,
+        sandbox_id: &str,
+    ) -> Result<Option<TaskRecord>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT * FROM tasks WHERE sandbox_id = ? AND status = 'queued' ORDER BY created_at, id LIMIT 1",
+        )
+        .bind(sandbox_id)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    pub async fn count_queued_tasks(&self, sandbox_id: &str) -> Result<i64, StoreError> {
+        let (n,): (i64,) =
+            sqlx::query_as("SELECT COUNT(*) FROM tasks WHERE sandbox_id = ? AND status = 'queued'")
+                .bind(sandbox_id)
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(n)
+    }
+
+    pub async fn tasks_with_status(
+        &self,
+        status: TaskStatus,
+    ) -> Result<Vec<TaskRecord>, StoreError> {
+        Ok(
+            sqlx::query_as("SELECT * FROM tasks WHERE status = ? ORDER BY created_at, id")
+                .bind(status)
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    pub async fn set_task_running(&self, id: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE tasks SET status = 'running', started_at = ? WHERE id = ?")
+            .bind(now_ms())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn set_task_exec(&self, id: &str, exec_id: Option<&str>) -> Result<(), StoreError> {
+        sqlx::query("UPDATE tasks SET exec_id = ? WHERE id = ?")
+            .bind(exec_id)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Records a task's end. Its environment is dropped: it may hold
+    /// provider keys and is not needed any more.
+    pub async fn finish_task(
+        &self,
+        id: &str,
+        status: TaskStatus,
+        exit_code: Option<i64>,
+        result: &serde_json::Value,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE tasks SET status = ?, exit_code = ?, result = ?, finished_at = ?, exec_id = NULL, env = '{}'
+             WHERE id = ?",
+        )
+        .bind(status)
+        .bind(exit_code)
+        .bind(Json(result))
+        .bind(now_ms())
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Appends an event with the next sequence number of its task.
+    pub async fn append_task_event(
+        &self,
+        task_id: &str,
+        kind: &str,
+        data: &serde_json::Value,
+    ) -> Result<TaskEvent, StoreError> {
+        let now = now_ms();
+        let (seq,): (i64,) = sqlx::query_as(
+            "INSERT INTO task_events (task_id, seq, type, data, created_at)
+             VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM task_events WHERE task_id = ?1), ?2, ?3, ?4)
+             RETURNING seq",
+        )
+        .bind(task_id)
+        .bind(kind)
+        .bind(Json(data))
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(TaskEvent {
+            seq,
+            kind: kind.to_string(),
+            data: Json(data.clone()),
+            created_at: now,
+        })
+    }
+
+    /// Events of a task after `seq`, in order.
+    pub async fn task_events_after(
+        &self,
+        task_id: &str,
+        seq: i64,
+    ) -> Result<Vec<TaskEvent>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT seq, type, data, created_at FROM task_events WHERE task_id = ? AND seq > ? ORDER BY seq",
+        )
+        .bind(task_id)
+        .bind(seq)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    pub async fn delete_tasks_of(&self, sandbox_id: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM tasks WHERE sandbox_id = ?")
+            .bind(sandbox_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}

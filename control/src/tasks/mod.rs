@@ -1,0 +1,468 @@
+//! Coding-agent tasks: a prompt handed to an agent in a sandbox, run
+//! headlessly, with its progress stored as events and streamed live.
+//!
+//! One task runs at a time per sandbox; later ones wait in a FIFO queue
+//! (status `queued`). A worker per busy sandbox takes tasks from the queue
+//! until it is empty. Every event is written to SQLite before it is sent.
+
+mod checkpoint;
+mod hub;
+mod lines;
+mod runner;
+mod stream;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+
+use crate::agents;
+use crate::docker::{Docker, DockerError};
+use crate::sandbox::{SandboxError, Sandboxes, request::validate_env};
+use crate::store::{NewTask, Store, StoreError, TaskRecord, TaskStatus};
+
+pub use checkpoint::APP_DIR;
+pub use hub::Hub;
+
+/// Most tasks that may wait behind a running one, per sandbox.
+const MAX_QUEUED: i64 = 32;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TaskError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("no task `{0}` in this sandbox")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Failed(String),
+    #[error(transparent)]
+    Sandbox(#[from] SandboxError),
+    #[error(transparent)]
+    Docker(#[from] DockerError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// `POST /v1/sandboxes/{id}/tasks`.
+#[derive(Debug, Deserialize)]
+pub struct CreateTask {
+    #[serde(default)]
+    pub prompt: String,
+    pub agent: Option<String>,
+    pub model: Option<String>,
+    pub timeout_s: Option<u64>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// A command run after the agent (e.g. `pnpm build`); its failure fails the task.
+    pub check: Option<String>,
+}
+
+struct Worker {
+    task_id: String,
+    cancel: CancellationToken,
+}
+
+pub(crate) struct Inner {
+    pub sandboxes: Sandboxes,
+    pub store: Store,
+    pub docker: Docker,
+    pub hub: Hub,
+    workers: Mutex<HashMap<String, Worker>>,
+    default_timeout: Duration,
+    max_timeout: Duration,
+    shutdown: CancellationToken,
+}
+
+#[derive(Clone)]
+pub struct Tasks {
+    inner: Arc<Inner>,
+}
+
+impl Tasks {
+    pub fn new(
+        sandboxes: Sandboxes,
+        store: Store,
+        docker: Docker,
+        default_timeout: Duration,
+        max_timeout: Duration,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                sandboxes,
+                store,
+                docker,
+                hub: Hub::default(),
+                workers: Mutex::new(HashMap::new()),
+                default_timeout: default_timeout.min(max_timeout),
+                max_timeout,
+                shutdown,
+            }),
+        }
+    }
+
+    /// Validates and queues a task; it starts at once when the sandbox runs
+    /// no other task.
+    pub async fn create(&self, sandbox_id: &str, req: CreateTask) -> Result<TaskRecord, TaskError> {
+        let prompt = req.prompt.trim().to_string();
+        if prompt.is_empty() {
+            return Err(TaskError::Invalid("prompt must not be empty".into()));
+        }
+        if prompt.len() > 256 * 1024 {
+            return Err(TaskError::Invalid("prompt must be at most 256 KiB".into()));
+        }
+        let agent = req.agent.as_deref().unwrap_or("opencode");
+        if agents::by_name(agent).is_none() {
+            return Err(TaskError::Invalid(format!(
+                "unknown agent `{agent}`: use one of {}",
+                agents::NAMES.join(", ")
+            )));
+        }
+        if req
+            .model
+            .as_ref()
+            .is_some_and(|m| m.trim().is_empty() || m.len() > 200)
+        {
+            return Err(TaskError::Invalid(
+                "model must be 1 to 200 characters".into(),
+            ));
+        }
+        let timeout = match req.timeout_s {
+            None => self.inner.default_timeout,
+            Some(0) => return Err(TaskError::Invalid("timeout_s must be at least 1".into())),
+            Some(s) if Duration::from_secs(s) > self.inner.max_timeout => {
+                return Err(TaskError::Invalid(format!(
+                    "timeout_s {s} is above this host's limit of {} (BERTH_TASK_TIMEOUT_MAX)",
+                    self.inner.max_timeout.as_secs()
+                )));
+            }
+            Some(s) => Duration::from_secs(s),
+        };
+        validate_env(&req.env)?;
+        let check_cmd = match req.check {
+            Some(c) if c.trim().is_empty() => None,
+            Some(c) if c.len() > 8192 => {
+                return Err(TaskError::Invalid("check must be at most 8 KiB".into()));
+            }
+            other => other,
+        };
+        let sandbox = self.inner.sandboxes.get(sandbox_id).await?;
+        if self.inner.store.count_queued_tasks(&sandbox.id).await? >= MAX_QUEUED {
+            return Err(TaskError::Conflict(format!(
+                "{MAX_QUEUED} tasks are already queued on this sandbox; wait or cancel some"
+            )));
+        }
+        let new = NewTask {
+            id: ulid::Ulid::generate().to_string().to_ascii_lowercase(),
+            sandbox_id: sandbox.id.clone(),
+            agent: agent.to_string(),
+            prompt,
+            model: req.model,
+            env: req.env,
+            check_cmd,
+            timeout_s: i64::try_from(timeout.as_secs()).unwrap_or(i64::MAX),
+        };
+        let (task, _) = self.inner.store.insert_task(&new).await?;
+        self.inner.hub.open(&task.id);
+        tracing::info!(task = %task.id, sandbox = %task.sandbox_id, agent = %task.agent, "task queued");
+        self.start_worker_if_idle(&sandbox.id).await?;
+        Ok(self.inner.store.task(&task.id).await?)
+    }
+
+    /// Starts a worker on the sandbox's queue unless one is running.
+    async fn start_worker_if_idle(&self, sandbox_id: &str) -> Result<(), TaskError> {
+        let mut workers = self.inner.workers.lock().await;
+        if workers.contains_key(sandbox_id) {
+            return Ok(());
+        }
+        let Some(task) = self.inner.store.next_queued_task(sandbox_id).await? else {
+            return Ok(());
+        };
+        let cancel = self.inner.shutdown.child_token();
+        self.mark_running(&task).await?;
+        workers.insert(
+            sandbox_id.to_string(),
+            Worker {
+                task_id: task.id.clone(),
+                cancel: cancel.clone(),
+            },
+        );
+        drop(workers);
+        let tasks = self.clone();
+        tokio::spawn(async move { tasks.work(task, cancel).await });
+        Ok(())
+    }
+
+    async fn mark_running(&self, task: &TaskRecord) -> Result<(), TaskError> {
+        self.inner.store.set_task_running(&task.id).await?;
+        self.emit(&task.id, "status", json!({"status": "running"}))
+            .await;
+        Ok(())
+    }
+
+    /// Runs tasks of one sandbox until its queue is empty.
+    async fn work(self, first: TaskRecord, cancel: CancellationToken) {
+        let sandbox_id = first.sandbox_id.clone();
+        let (mut task, mut cancel) = (first, cancel);
+        loop {
+            runner::run(&self, &task, &cancel).await;
+            let mut workers = self.inner.workers.lock().await;
+            let next = if self.inner.shutdown.is_cancelled() {
+                None
+            } else {
+                self.inner
+                    .store
+                    .next_queued_task(&sandbox_id)
+                    .await
+                    .ok()
+                    .flatten()
+            };
+            let Some(next) = next else {
+                workers.remove(&sandbox_id);
+                return;
+            };
+            cancel = self.inner.shutdown.child_token();
+            if let Err(e) = self.mark_running(&next).await {
+                tracing::warn!(task = %next.id, error = %e, "could not start a queued task");
+                workers.remove(&sandbox_id);
+                return;
+            }
+            workers.insert(
+                sandbox_id.clone(),
+                Worker {
+                    task_id: next.id.clone(),
+                    cancel: cancel.clone(),
+                },
+            );
+            task = next;
+        }
+    }
+
+    /// Writes an event, then sends it to live subscribers.
+    pub(crate) async fn emit(&self, task_id: &str, kind: &str, data: serde_json::Value) {
+        match self
+            .inner
+            .store
+            .append_task_event(task_id, kind, &data)
+            .await
+        {
+            Ok(event) => self.inner.hub.publish(task_id, &event),
+            Err(e) => tracing::error!(task = task_id, error = %e, "could not store a task event"),
+        }
+    }
+
+    /// Records a task's end: the row, a terminal `status` event and `done`.
+    pub(crate) async fn finish(
+        &self,
+        task_id: &str,
+        status: TaskStatus,
+        exit_code: Option<i64>,
+        result: serde_json::Value,
+    ) {
+        if let Err(e) = self
+            .inner
+            .store
+            .finish_task(task_id, status, exit_code, &result)
+            .await
+        {
+            tracing::error!(task = task_id, error = %e, "could not record a task's end");
+        }
+        self.emit(task_id, "status", json!({"status": status.as_str()}))
+            .await;
+        self.emit(
+            task_id,
+            "done",
+            json!({"status": status.as_str(), "exit_code": exit_code, "result": result}),
+        )
+        .await;
+        self.inner.hub.close(task_id);
+        tracing::info!(task = task_id, status = status.as_str(), "task finished");
+    }
+
+    /// A task of the sandbox.
+    pub async fn get(&self, sandbox_id: &str, task_id: &str) -> Result<TaskRecord, TaskError> {
+        let sandbox = self.inner.sandboxes.get(sandbox_id).await?;
+        match self
+            .inner
+            .store
+            .find_task(&task_id.to_ascii_lowercase())
+            .await?
+        {
+            Some(t) if t.sandbox_id == sandbox.id => Ok(t),
+            _ => Err(TaskError::NotFound(task_id.to_string())),
+        }
+    }
+
+    /// The sandbox's tasks, newest first.
+    pub async fn list(&self, sandbox_id: &str) -> Result<Vec<TaskRecord>, TaskError> {
+        let sandbox = self.inner.sandboxes.get(sandbox_id).await?;
+        Ok(self.inner.store.tasks_of(&sandbox.id).await?)
+    }
+
+    /// Whether a task runs on the sandbox now.
+    pub async fn is_running_on(&self, sandbox_id: &str) -> bool {
+        self.inner.workers.lock().await.contains_key(sandbox_id)
+    }
+
+    /// Cancels a queued or running task; a running agent is killed with its
+    /// whole process tree. Returns the task once it has ended.
+    pub async fn cancel(&self, sandbox_id: &str, task_id: &str) -> Result<TaskRecord, TaskError> {
+        let task = self.get(sandbox_id, task_id).await?;
+        let workers = self.inner.workers.lock().await;
+        let running = workers
+            .get(&task.sandbox_id)
+            .filter(|w| w.task_id == task.id)
+            .map(|w| w.cancel.clone());
+        // Re-read under the workers lock: a queued task cannot start meanwhile.
+        let task = self.inner.store.task(&task.id).await?;
+        if task.status.is_terminal() {
+            return Err(TaskError::Conflict(format!(
+                "task `{}` has already ended ({})",
+                task.id,
+                task.status.as_str()
+            )));
+        }
+        match running {
+            Some(cancel) => {
+                drop(workers);
+                cancel.cancel();
+                self.wait_terminal(&task.id).await
+            }
+            None => {
+                self.finish(
+                    &task.id,
+                    TaskStatus::Cancelled,
+                    None,
+                    json!({"failure_reason": "cancelled", "error": "cancelled before it started"}),
+                )
+                .await;
+                drop(workers);
+                Ok(self.inner.store.task(&task.id).await?)
+            }
+        }
+    }
+
+    async fn wait_terminal(&self, task_id: &str) -> Result<TaskRecord, TaskError> {
+        for _ in 0..300 {
+            let task = self.inner.store.task(task_id).await?;
+            if task.status.is_terminal() {
+                return Ok(task);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(self.inner.store.task(task_id).await?)
+    }
+
+    /// Cancels every queued and running task of a sandbox (before it is
+    /// deleted or purged).
+    pub async fn cancel_all(&self, sandbox_id: &str) -> Result<(), TaskError> {
+        let Ok(sandbox) = self.inner.sandboxes.get(sandbox_id).await else {
+            return Ok(());
+        };
+        for task in self.inner.store.tasks_of(&sandbox.id).await? {
+            if !task.status.is_terminal() {
+                match self.cancel(&sandbox.id, &task.id).await {
+                    Ok(_) | Err(TaskError::Conflict(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Restores the sandbox's app directory to the checkpoint taken before
+    /// the task ran.
+    pub async fn revert(
+        &self,
+        sandbox_id: &str,
+        task_id: &str,
+    ) -> Result<serde_json::Value, TaskError> {
+        let task = self.get(sandbox_id, task_id).await?;
+        if self.is_running_on(&task.sandbox_id).await {
+            return Err(TaskError::Conflict(
+                "a task is running on this sandbox; cancel it or wait before reverting".into(),
+            ));
+        }
+        let checkpoint = task
+            .result
+            .as_ref()
+            .and_then(|r| r.0.get("checkpoint"))
+            .and_then(|c| c.as_str())
+            .map(String::from)
+            .ok_or_else(|| {
+                TaskError::Conflict(format!("task `{}` has no checkpoint to revert to", task.id))
+            })?;
+        let sandbox = self.inner.sandboxes.get(&task.sandbox_id).await?;
+        let _busy = self.inner.sandboxes.activity().busy(&sandbox.id);
+        let container = self.inner.sandboxes.running_container(&sandbox).await?;
+        checkpoint::revert(&self.inner.docker, &container, &checkpoint)
+            .await?
+            .map_err(|e| TaskError::Failed(format!("git could not revert to {checkpoint}: {e}")))?;
+        tracing::info!(task = %task.id, checkpoint, "workspace reverted");
+        Ok(json!({"task_id": task.id, "checkpoint": checkpoint, "reverted": true}))
+    }
+
+    /// After a restart: tasks that were running are failed (and their agent
+    /// processes killed: their output cannot be re-attached); queued ones
+    /// start.
+    pub async fn recover(&self) -> Result<(), TaskError> {
+        for task in self
+            .inner
+            .store
+            .tasks_with_status(TaskStatus::Running)
+            .await?
+        {
+            if let Some(exec_id) = &task.exec_id {
+                self.inner.docker.kill_exec(exec_id).await;
+            }
+            self.inner.hub.open(&task.id);
+            let message = "the control plane restarted while this task ran; its agent was stopped";
+            self.emit(&task.id, "error", json!({"message": message}))
+                .await;
+            self.finish(
+                &task.id,
+                TaskStatus::Failed,
+                None,
+                json!({"failure_reason": "control_restarted", "error": message}),
+            )
+            .await;
+        }
+        let queued = self
+            .inner
+            .store
+            .tasks_with_status(TaskStatus::Queued)
+            .await?;
+        let sandboxes: std::collections::BTreeSet<String> =
+            queued.iter().map(|t| t.sandbox_id.clone()).collect();
+        for task in &queued {
+            self.inner.hub.open(&task.id);
+        }
+        for sandbox in sandboxes {
+            self.start_worker_if_idle(&sandbox).await?;
+        }
+        Ok(())
+    }
+
+    /// On shutdown: running agents are stopped and their tasks failed, so
+    /// that nothing is left `running`.
+    pub async fn shutdown(&self) {
+        // The shutdown token already cancelled every worker; wait for them.
+        for _ in 0..200 {
+            if self.inner.workers.lock().await.is_empty() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tracing::warn!("some tasks did not stop in time; they are failed on the next start");
+    }
+
+    pub(crate) fn inner(&self) -> &Inner {
+        &self.inner
+    }
+}
