@@ -516,3 +516,43 @@ async fn history_survives_a_restart_and_a_task_cut_by_kill_9_is_failed() {
     let ps = c.sh(&id, "ps -eo args").await;
     assert!(!ps.contains("sleep 601"), "the cut agent was killed:\n{ps}");
 }
+
+#[tokio::test]
+async fn a_running_task_keeps_a_short_idle_sandbox_awake() {
+    let c = control().await;
+    let id = c.create(json!({"idle_timeout_s": 1})).await["id"].as_str().unwrap().to_string();
+    // The agent works for 3+ s; a reaper that ignored it would stop the
+    // container under it and fail the task.
+    let task = start_task(&c, &id, json!({"prompt": "build slowly", "agent": "claude"})).await;
+    let done = follow(&c, &task).await.pop().unwrap().data;
+    assert_eq!(done["status"], "succeeded", "{done}");
+}
+
+#[tokio::test]
+async fn a_graceful_shutdown_ends_streams_and_fails_running_tasks() {
+    let mut c = control().await;
+    let id = sandbox(&c).await;
+    let task = start_task(&c, &id, json!({"prompt": "hang", "agent": "claude"})).await;
+    let url = task["events_url"].as_str().unwrap().to_string();
+    let stream = {
+        let base = c.base.clone();
+        tokio::spawn(async move {
+            let resp = reqwest::get(format!("{base}{url}")).await.unwrap();
+            resp.text().await.unwrap_or_default()
+        })
+    };
+    c.eventually("the agent to start", Duration::from_secs(30), || async {
+        c.sh(&id, "ps -eo args").await.contains("sleep 601")
+    })
+    .await;
+    let started = std::time::Instant::now();
+    c.terminate();
+    assert!(started.elapsed() < Duration::from_secs(15), "shutdown waited on the stream");
+    let seen = tokio::time::timeout(Duration::from_secs(5), stream).await.unwrap().unwrap();
+    assert!(seen.contains("event: message"), "{seen}");
+    c.spawn().await;
+    let done = follow(&c, &task).await.pop().unwrap().data;
+    assert_eq!(done["status"], "failed");
+    assert_eq!(done["result"]["failure_reason"], "control_stopped");
+    assert!(!c.sh(&id, "ps -eo args").await.contains("sleep 601"));
+}
