@@ -1,11 +1,13 @@
 //! The HTTP API: one file per resource; errors become responses in
 //! [`error`] only.
 
+mod edge;
 mod error;
 mod exec;
 mod extract;
 mod files;
 mod health;
+mod preview;
 mod sandboxes;
 mod tasks;
 mod time;
@@ -55,7 +57,8 @@ pub fn router(state: AppState, tokens: Tokens) -> Router {
         .route("/tasks/{task}", get(tasks::get))
         .route("/tasks/{task}/events", get(tasks::events))
         .route("/tasks/{task}/cancel", post(tasks::cancel))
-        .route("/tasks/{task}/revert", post(tasks::revert));
+        .route("/tasks/{task}/revert", post(tasks::revert))
+        .route("/preview-token", post(preview::mint));
     let api = Router::new()
         .route("/sandbox", post(sandboxes::create))
         .route("/sandboxes", get(sandboxes::list))
@@ -66,6 +69,8 @@ pub fn router(state: AppState, tokens: Tokens) -> Router {
         .nest("/sandbox/{id}", sandbox_routes.clone())
         .nest("/v1/sandboxes/{id}", sandbox_routes)
         .route("/v1/info", get(health::info))
+        .route("/v1/edge/bootstrap", get(edge::bootstrap))
+        .route("/v1/activity", post(edge::activity))
         .route_layer(middleware::from_fn_with_state(tokens, require_token));
     Router::new()
         .route("/healthz", get(health::healthz))

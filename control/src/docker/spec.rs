@@ -48,6 +48,7 @@ pub fn labels(rec: &SandboxRecord, ctx: &SpecContext) -> HashMap<String, String>
         (LABEL_MANAGED.to_string(), "true".to_string()),
         (LABEL_INSTANCE.to_string(), ctx.instance_id.clone()),
         (LABEL_SANDBOX.to_string(), rec.id.clone()),
+        ("berth.public".to_string(), rec.public.to_string()),
         (
             "berth.ports".to_string(),
             rec.ports
@@ -186,6 +187,7 @@ mod tests {
             updated_at: 0,
             last_active_at: 0,
             keepalive_until: None,
+            public: true,
         }
     }
 

@@ -33,6 +33,10 @@ pub struct CreateRequest {
     pub idle_policy: Option<IdlePolicy>,
     #[serde(default)]
     pub metadata: BTreeMap<String, String>,
+    /// `false`: preview requests need a token from `POST …/preview-token`.
+    pub public: Option<bool>,
+    /// The `sandboxed` spelling: `public` or `private`.
+    pub visibility: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -222,8 +226,19 @@ impl CreateRequest {
             )));
         }
 
+        let public = match (self.public, self.visibility.as_deref()) {
+            (Some(p), None) => p,
+            (None, None) | (None, Some("public")) | (Some(true), Some("public")) => true,
+            (None, Some("private")) | (Some(false), Some("private")) => false,
+            (_, Some(v)) if !matches!(v, "public" | "private") => {
+                return Err(invalid(format!("visibility `{v}` is not valid: use public or private")));
+            }
+            _ => return Err(invalid("public and visibility disagree")),
+        };
+
         Ok(NewSandbox {
             id,
+            public,
             image,
             ports,
             env: self.env,

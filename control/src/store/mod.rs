@@ -85,6 +85,24 @@ impl Store {
         Ok(id)
     }
 
+    /// The key preview tokens are signed with, made on first use.
+    pub async fn preview_key(&self) -> Result<Vec<u8>, StoreError> {
+        use base64::Engine;
+        let engine = base64::engine::general_purpose::STANDARD;
+        let mut fresh = [0u8; 32];
+        getrandom::fill(&mut fresh).map_err(|e| StoreError::Sqlx(sqlx::Error::Io(std::io::Error::other(e.to_string()))))?;
+        sqlx::query("INSERT OR IGNORE INTO meta (key, value) VALUES ('preview_key', ?)")
+            .bind(engine.encode(fresh))
+            .execute(&self.pool)
+            .await?;
+        let (key,): (String,) = sqlx::query_as("SELECT value FROM meta WHERE key = 'preview_key'")
+            .fetch_one(&self.pool)
+            .await?;
+        engine
+            .decode(key)
+            .map_err(|e| StoreError::Sqlx(sqlx::Error::Decode(Box::new(e))))
+    }
+
     pub async fn close(&self) {
         self.pool.close().await;
     }

@@ -64,6 +64,8 @@ pub struct SandboxRecord {
     pub updated_at: i64,
     pub last_active_at: i64,
     pub keepalive_until: Option<i64>,
+    /// Preview requests need no token.
+    pub public: bool,
 }
 
 /// A validated create request, ready to insert.
@@ -79,6 +81,7 @@ pub struct NewSandbox {
     pub start_cmd: Option<String>,
     pub idle_timeout_s: i64,
     pub idle_policy: IdlePolicy,
+    pub public: bool,
 }
 
 impl Store {
@@ -87,8 +90,8 @@ impl Store {
         let now = now_ms();
         let result = sqlx::query(
             "INSERT INTO sandboxes (id, image, ports, env, metadata, memory_bytes, nano_cpus, start_cmd,
-                idle_timeout_s, idle_policy, desired_state, status, created_at, updated_at, last_active_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', 'creating', ?, ?, ?)",
+                idle_timeout_s, idle_policy, public, desired_state, status, created_at, updated_at, last_active_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', 'creating', ?, ?, ?)",
         )
         .bind(&new.id)
         .bind(&new.image)
@@ -100,6 +103,7 @@ impl Store {
         .bind(&new.start_cmd)
         .bind(new.idle_timeout_s)
         .bind(new.idle_policy)
+        .bind(new.public)
         .bind(now)
         .bind(now)
         .bind(now)
@@ -253,6 +257,7 @@ mod tests {
             start_cmd: Some("npm run dev".into()),
             idle_timeout_s: 60,
             idle_policy: IdlePolicy::Sleep,
+            public: true,
         }
     }
 
