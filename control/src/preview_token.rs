@@ -6,8 +6,8 @@
 //! instance's preview key. berth-edge verifies tokens with the same key
 //! (fetched from `GET /v1/edge/bootstrap`); keep the two in step.
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, KeyInit, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
@@ -21,7 +21,8 @@ pub struct Claims {
 
 fn mac(key: &[u8]) -> Hmac<Sha256> {
     // HMAC takes keys of any length: this cannot fail.
-    <Hmac<Sha256> as KeyInit>::new_from_slice(key).unwrap_or_else(|_| unreachable!("HMAC accepts any key length"))
+    <Hmac<Sha256> as KeyInit>::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("HMAC accepts any key length"))
 }
 
 /// A token letting its bearer see sandbox `sid` until `exp`.

@@ -520,10 +520,18 @@ async fn history_survives_a_restart_and_a_task_cut_by_kill_9_is_failed() {
 #[tokio::test]
 async fn a_running_task_keeps_a_short_idle_sandbox_awake() {
     let c = control().await;
-    let id = c.create(json!({"idle_timeout_s": 1})).await["id"].as_str().unwrap().to_string();
+    let id = c.create(json!({"idle_timeout_s": 1})).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     // The agent works for 3+ s; a reaper that ignored it would stop the
     // container under it and fail the task.
-    let task = start_task(&c, &id, json!({"prompt": "build slowly", "agent": "claude"})).await;
+    let task = start_task(
+        &c,
+        &id,
+        json!({"prompt": "build slowly", "agent": "claude"}),
+    )
+    .await;
     let done = follow(&c, &task).await.pop().unwrap().data;
     assert_eq!(done["status"], "succeeded", "{done}");
 }
@@ -547,8 +555,14 @@ async fn a_graceful_shutdown_ends_streams_and_fails_running_tasks() {
     .await;
     let started = std::time::Instant::now();
     c.terminate();
-    assert!(started.elapsed() < Duration::from_secs(15), "shutdown waited on the stream");
-    let seen = tokio::time::timeout(Duration::from_secs(5), stream).await.unwrap().unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "shutdown waited on the stream"
+    );
+    let seen = tokio::time::timeout(Duration::from_secs(5), stream)
+        .await
+        .unwrap()
+        .unwrap();
     assert!(seen.contains("event: message"), "{seen}");
     c.spawn().await;
     let done = follow(&c, &task).await.pop().unwrap().data;

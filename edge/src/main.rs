@@ -1,1 +1,126 @@
-fn main() {}
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use clap::Parser;
+use pingora::apps::HttpServerOptions;
+use pingora::apps::http_app::HttpServer;
+use pingora::server::Server;
+use pingora::server::configuration::ServerConf;
+use pingora::services::background::background_service;
+use pingora::services::listening::Service;
+use tracing_subscriber::EnvFilter;
+
+use berth_edge::activity::{Activity, Reporter};
+use berth_edge::config::Config;
+use berth_edge::control::Control;
+use berth_edge::docker::Docker;
+use berth_edge::metrics::{Admin, Metrics};
+use berth_edge::preview_auth::PreviewAuth;
+use berth_edge::proxy::Edge;
+use berth_edge::routes::Routes;
+use berth_edge::routes::watcher::Watcher;
+use berth_edge::wake::Waker;
+
+fn main() -> std::process::ExitCode {
+    // Pingora logs through `log`; this subscriber takes those records too.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+    let settings = match Config::parse().validate() {
+        Ok(s) => Arc::new(s),
+        Err(e) => {
+            eprintln!("berth-edge: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let metrics = match Metrics::new() {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("berth-edge: metrics: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+
+    let conf = ServerConf {
+        threads: settings.threads,
+        grace_period_seconds: Some(settings.grace_period),
+        graceful_shutdown_timeout_seconds: Some(settings.grace_period),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+
+    let docker = Docker::default();
+    let routes = Routes::new(settings.exposed_by_default);
+    let control = Control::new(
+        &settings.control_url,
+        settings.control_token.clone(),
+        settings.wake_timeout,
+    );
+    let activity = Activity::default();
+    let edge = Edge {
+        settings: settings.clone(),
+        routes: routes.clone(),
+        waker: Waker::new(
+            control.clone(),
+            docker.clone(),
+            routes.clone(),
+            metrics.clone(),
+            settings.wake_timeout,
+        ),
+        control: control.clone(),
+        activity: activity.clone(),
+        auth: PreviewAuth::new(control.clone()),
+        metrics: metrics.clone(),
+        unknown: Mutex::new(HashMap::new()),
+    };
+
+    let mut proxy =
+        pingora::proxy::http_proxy_service_with_name(&server.configuration, edge, "berth-edge");
+    if let Some(app) = proxy.app_logic_mut() {
+        let mut options = HttpServerOptions::default();
+        options.h2c = true;
+        app.server_options = Some(options);
+    }
+    proxy.add_tcp(&settings.http_bind);
+
+    let mut admin = Service::new(
+        "berth-edge admin".to_string(),
+        HttpServer::new_app(Admin {
+            metrics: metrics.clone(),
+        }),
+    );
+    admin.add_tcp(&settings.admin_bind);
+
+    let watcher = background_service(
+        "docker watcher",
+        Watcher {
+            docker,
+            routes,
+            metrics,
+        },
+    );
+    let reporter = background_service(
+        "activity reporter",
+        Reporter {
+            activity,
+            control,
+            every: settings.activity_interval,
+        },
+    );
+
+    server.add_service(proxy);
+    server.add_service(admin);
+    server.add_service(watcher);
+    server.add_service(reporter);
+    tracing::info!(
+        http = %settings.http_bind,
+        admin = %settings.admin_bind,
+        control = %settings.control_url,
+        domain = %settings.preview_domain,
+        "berth-edge starting"
+    );
+    server.run_forever()
+}

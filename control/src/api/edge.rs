@@ -3,19 +3,23 @@
 
 use std::collections::HashMap;
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::Json;
 use base64::Engine;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 use super::extract::JsonBody;
 use super::{ApiError, AppState};
 use crate::store::now_ms;
 
 pub async fn bootstrap(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let key = state.store.preview_key().await.map_err(|e| ApiError::internal(&e))?;
+    let key = state
+        .store
+        .preview_key()
+        .await
+        .map_err(|e| ApiError::internal(&e))?;
     Ok(Json(json!({
         "instance_id": state.sandboxes.instance_id(),
         "preview_domain": state.sandboxes.settings().preview_domain,
@@ -41,7 +45,10 @@ pub async fn activity(
     }
     let now = now_ms();
     for (id, at) in report.sandboxes {
-        state.sandboxes.activity().touch_at(&id.to_ascii_lowercase(), at.min(now));
+        state
+            .sandboxes
+            .activity()
+            .touch_at(&id.to_ascii_lowercase(), at.min(now));
     }
     Ok(StatusCode::NO_CONTENT)
 }

@@ -3,10 +3,10 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Path, State};
 use axum::Json;
+use axum::extract::{Path, State};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 use super::extract::JsonBody;
 use super::sandboxes::preview_url;
@@ -32,9 +32,15 @@ pub async fn mint(
     let rec = state.sandboxes.get(&id).await?;
     let ttl = req.ttl_s.unwrap_or(3600);
     if !(1..=MAX_TTL_S).contains(&ttl) {
-        return Err(ApiError::invalid(format!("ttl_s must be 1 to {MAX_TTL_S} seconds")));
+        return Err(ApiError::invalid(format!(
+            "ttl_s must be 1 to {MAX_TTL_S} seconds"
+        )));
     }
-    let key = state.store.preview_key().await.map_err(|e| ApiError::internal(&e))?;
+    let key = state
+        .store
+        .preview_key()
+        .await
+        .map_err(|e| ApiError::internal(&e))?;
     let exp = now_ms() / 1000 + ttl;
     let token = preview_token::mint(&key, &rec.id, exp);
     let settings = state.sandboxes.settings();
@@ -42,7 +48,15 @@ pub async fn mint(
         .ports
         .0
         .iter()
-        .map(|p| (p.to_string(), format!("{}/?berth_token={token}", preview_url(settings, &rec.id, *p))))
+        .map(|p| {
+            (
+                p.to_string(),
+                format!(
+                    "{}/?berth_token={token}",
+                    preview_url(settings, &rec.id, *p)
+                ),
+            )
+        })
         .collect();
     Ok(Json(json!({
         "token": token,

@@ -231,7 +231,9 @@ impl CreateRequest {
             (None, None) | (None, Some("public")) | (Some(true), Some("public")) => true,
             (None, Some("private")) | (Some(false), Some("private")) => false,
             (_, Some(v)) if !matches!(v, "public" | "private") => {
-                return Err(invalid(format!("visibility `{v}` is not valid: use public or private")));
+                return Err(invalid(format!(
+                    "visibility `{v}` is not valid: use public or private"
+                )));
             }
             _ => return Err(invalid("public and visibility disagree")),
         };

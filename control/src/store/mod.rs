@@ -90,7 +90,8 @@ impl Store {
         use base64::Engine;
         let engine = base64::engine::general_purpose::STANDARD;
         let mut fresh = [0u8; 32];
-        getrandom::fill(&mut fresh).map_err(|e| StoreError::Sqlx(sqlx::Error::Io(std::io::Error::other(e.to_string()))))?;
+        getrandom::fill(&mut fresh)
+            .map_err(|e| StoreError::Sqlx(sqlx::Error::Io(std::io::Error::other(e.to_string()))))?;
         sqlx::query("INSERT OR IGNORE INTO meta (key, value) VALUES ('preview_key', ?)")
             .bind(engine.encode(fresh))
             .execute(&self.pool)

@@ -63,6 +63,31 @@ CMD ["/bin/sh", "-c", "trap 'exit 0' TERM INT; while :; do sleep 3600 & wait $!;
 
 pub const AGENT_IMAGE: &str = "berth-test-agent:latest";
 
+/// The workspace's root directory (both crates sit one level below it).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("crates live in the workspace")
+        .to_path_buf()
+}
+
+/// A binary of the workspace, next to the running test's directory
+/// (`target/<profile>/deps/..`). `cargo test --workspace` builds them all.
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable");
+    let path = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps")
+        .join(name);
+    assert!(
+        path.exists(),
+        "{} is not built: run `cargo test --workspace` (or `cargo build -p {name}`)",
+        path.display()
+    );
+    path
+}
+
 /// Builds a Debian sandbox image with git, bash and fake `claude` and
 /// `opencode` CLIs (control/tests/fixtures) that print the real output
 /// formats. The Debian base comes from agent-image/build-base.sh
@@ -70,14 +95,14 @@ pub const AGENT_IMAGE: &str = "berth-test-agent:latest";
 pub fn ensure_agent_image() {
     static BUILT: OnceLock<()> = OnceLock::new();
     BUILT.get_or_init(|| {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let root = workspace_root();
         let status = Command::new(root.join("agent-image/build-base.sh"))
             .status()
             .expect("agent-image/build-base.sh");
         assert!(status.success(), "building the Debian base image failed");
         let ctx = std::env::temp_dir().join(format!("berth-agent-image-{}", std::process::id()));
         std::fs::create_dir_all(&ctx).unwrap();
-        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        let fixtures = root.join("control/tests/fixtures");
         for agent in ["claude", "opencode"] {
             std::fs::copy(fixtures.join(agent), ctx.join(agent)).unwrap();
         }
@@ -251,7 +276,7 @@ impl Control {
             .append(true)
             .open(&self.log)
             .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_berth-control"))
+        let child = Command::new(binary("berth-control"))
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))

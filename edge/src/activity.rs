@@ -1,0 +1,142 @@
+//! Preview traffic as sandbox activity, reported to control in batches: the
+//! sandboxes that served requests since the last report, and those with a
+//! connection still open (a WebSocket for hot reload keeps a sandbox awake
+//! for as long as it stays open).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+
+use crate::control::Control;
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+#[derive(Default)]
+struct State {
+    seen: HashMap<String, i64>,
+    open: HashMap<String, usize>,
+}
+
+#[derive(Clone, Default)]
+pub struct Activity {
+    state: Arc<Mutex<State>>,
+}
+
+/// An open connection to a sandbox; dropping it closes it.
+pub struct Open {
+    activity: Activity,
+    id: String,
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.activity.touch(&self.id);
+        let mut state = self.activity.lock();
+        if let Some(n) = state.open.get_mut(&self.id) {
+            *n -= 1;
+            if *n == 0 {
+                state.open.remove(&self.id);
+            }
+        }
+    }
+}
+
+impl Activity {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn touch(&self, id: &str) {
+        self.lock().seen.insert(id.to_string(), now_ms());
+    }
+
+    /// Counts a connection as open until the guard is dropped.
+    pub fn open(&self, id: &str) -> Open {
+        let mut state = self.lock();
+        state.seen.insert(id.to_string(), now_ms());
+        *state.open.entry(id.to_string()).or_insert(0) += 1;
+        Open {
+            activity: self.clone(),
+            id: id.to_string(),
+        }
+    }
+
+    /// What to report now; open connections count as activity now.
+    fn take_batch(&self) -> HashMap<String, i64> {
+        let mut state = self.lock();
+        let mut batch = std::mem::take(&mut state.seen);
+        let now = now_ms();
+        for id in state.open.keys() {
+            batch.insert(id.clone(), now);
+        }
+        batch
+    }
+
+    fn put_back(&self, batch: HashMap<String, i64>) {
+        let mut state = self.lock();
+        for (id, at) in batch {
+            let slot = state.seen.entry(id).or_insert(at);
+            *slot = (*slot).max(at);
+        }
+    }
+}
+
+pub struct Reporter {
+    pub activity: Activity,
+    pub control: Control,
+    pub every: Duration,
+}
+
+impl Reporter {
+    async fn report(&self) {
+        let batch = self.activity.take_batch();
+        if batch.is_empty() {
+            return;
+        }
+        if let Err(e) = self.control.report_activity(&batch).await {
+            tracing::warn!(error = %e, sandboxes = batch.len(), "could not report activity; will retry");
+            self.activity.put_back(batch);
+        }
+    }
+}
+
+#[async_trait]
+impl BackgroundService for Reporter {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut tick = tokio::time::interval(self.every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => self.report().await,
+                _ = shutdown.changed() => {
+                    self.report().await;
+                    return;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_connections_are_reported_until_closed() {
+        let a = Activity::default();
+        let guard = a.open("x");
+        assert!(a.take_batch().contains_key("x"));
+        assert!(a.take_batch().contains_key("x"), "still open");
+        drop(guard);
+        assert!(a.take_batch().contains_key("x"), "the close is activity");
+        assert!(a.take_batch().is_empty());
+    }
+}

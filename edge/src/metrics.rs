@@ -1,0 +1,139 @@
+//! Prometheus metrics, served with /healthz on the admin listener.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use http::Response;
+use pingora::apps::http_app::ServeHttp;
+use pingora::protocols::http::ServerSession;
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+use crate::routes::RouteTable;
+
+struct Inner {
+    registry: Registry,
+    requests: IntCounterVec,
+    upstream_seconds: Histogram,
+    wakes: IntCounterVec,
+    wake_seconds: Histogram,
+    routes: IntGaugeVec,
+}
+
+#[derive(Clone)]
+pub struct Metrics {
+    inner: Arc<Inner>,
+}
+
+const LATENCY_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+const WAKE_BUCKETS: [f64; 10] = [0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0];
+
+impl Metrics {
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new_custom(Some("berth_edge".into()), None)?;
+        let requests = IntCounterVec::new(
+            Opts::new("requests_total", "Requests answered, by status code"),
+            &["status"],
+        )?;
+        let upstream_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "upstream_seconds",
+                "Time from connecting to an app to its response header",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+        )?;
+        let wakes = IntCounterVec::new(
+            Opts::new("wakes_total", "Sandbox wakes, by result"),
+            &["result"],
+        )?;
+        let wake_seconds = Histogram::with_opts(
+            HistogramOpts::new("wake_seconds", "Time to wake a sandbox through control")
+                .buckets(WAKE_BUCKETS.to_vec()),
+        )?;
+        let routes = IntGaugeVec::new(Opts::new("routes", "Known routes, by kind"), &["kind"])?;
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(upstream_seconds.clone()))?;
+        registry.register(Box::new(wakes.clone()))?;
+        registry.register(Box::new(wake_seconds.clone()))?;
+        registry.register(Box::new(routes.clone()))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                registry,
+                requests,
+                upstream_seconds,
+                wakes,
+                wake_seconds,
+                routes,
+            }),
+        })
+    }
+
+    /// Extra collectors (TLS adds its own).
+    pub fn registry(&self) -> &Registry {
+        &self.inner.registry
+    }
+
+    pub fn request_done(&self, status: u16) {
+        self.inner
+            .requests
+            .with_label_values(&[&status.to_string()])
+            .inc();
+    }
+
+    pub fn upstream_answered(&self, elapsed: Duration) {
+        self.inner.upstream_seconds.observe(elapsed.as_secs_f64());
+    }
+
+    pub fn wake_finished(&self, ok: bool, elapsed: Duration) {
+        self.inner
+            .wakes
+            .with_label_values(&[if ok { "ok" } else { "error" }])
+            .inc();
+        if ok {
+            self.inner.wake_seconds.observe(elapsed.as_secs_f64());
+        }
+    }
+
+    pub fn routes_changed(&self, table: &RouteTable) {
+        self.inner
+            .routes
+            .with_label_values(&["sandboxes"])
+            .set(table.sandbox_count() as i64);
+        self.inner
+            .routes
+            .with_label_values(&["traefik_routers"])
+            .set(table.router_count() as i64);
+    }
+
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        let _ = TextEncoder::new().encode(&self.inner.registry.gather(), &mut out);
+        out
+    }
+}
+
+/// The admin listener: `/metrics` and `/healthz`.
+pub struct Admin {
+    pub metrics: Metrics,
+}
+
+#[async_trait]
+impl ServeHttp for Admin {
+    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let (status, content_type, body) = match session.req_header().uri.path() {
+            "/metrics" => (200, "text/plain; version=0.0.4", self.metrics.render()),
+            "/healthz" => (200, "text/plain", b"ok".to_vec()),
+            _ => (404, "text/plain", b"not found".to_vec()),
+        };
+        Response::builder()
+            .status(status)
+            .header("content-type", content_type)
+            .header("content-length", body.len())
+            .body(body)
+            .unwrap_or_default()
+    }
+}

@@ -1,0 +1,572 @@
+//! The `ProxyHttp` implementation: decide where a request goes (a sandbox's
+//! port, waking it first, or a Traefik router's service), then let Pingora
+//! proxy it. The decisions live in `routes`, `wake` and `preview_auth`;
+//! this file only strings them together.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::*;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::upstreams::peer::HttpPeer;
+use pingora::{Error, ErrorType};
+
+use crate::activity::{Activity, Open};
+use crate::config::Settings;
+use crate::control::{Control, ControlError};
+use crate::host;
+use crate::metrics::Metrics;
+use crate::pages::{self, Page};
+use crate::preview_auth::{self, PreviewAuth};
+use crate::routes::Routes;
+use crate::routes::rule::Request;
+use crate::wake::{self, Waker};
+
+/// How long control's "no such sandbox" is believed, so that random hosts
+/// do not each cost a call to control.
+const NEGATIVE_TTL: Duration = Duration::from_secs(2);
+
+pub struct Edge {
+    pub settings: Arc<Settings>,
+    pub routes: Routes,
+    pub waker: Arc<Waker>,
+    pub control: Control,
+    pub activity: Activity,
+    pub auth: Arc<PreviewAuth>,
+    pub metrics: Metrics,
+    pub unknown: Mutex<HashMap<String, Instant>>,
+}
+
+#[derive(Default)]
+pub struct Ctx {
+    started: Option<Instant>,
+    upstream: Option<SocketAddr>,
+    upstream_started: Option<Instant>,
+    host: String,
+    sandbox: Option<String>,
+    upgrade: bool,
+    tls: bool,
+    strip_cookie: bool,
+    /// Held for the request's life: an open connection is activity.
+    _open: Option<Open>,
+}
+
+impl Edge {
+    async fn respond(&self, session: &mut Session, page: Page) -> Result<bool> {
+        let accept = session
+            .req_header()
+            .headers
+            .get("accept")
+            .and_then(|v| v.to_str().ok());
+        let (header, body) = pages::render(&page, pages::wants_html(accept))?;
+        session
+            .write_response_header(Box::new(header), false)
+            .await?;
+        session.write_response_body(Some(body), true).await?;
+        Ok(true)
+    }
+
+    fn request_host(session: &Session) -> String {
+        let req = session.req_header();
+        let raw = req
+            .headers
+            .get("host")
+            .and_then(|v| v.to_str().ok())
+            .or_else(|| req.uri.authority().map(|a| a.as_str()))
+            .unwrap_or("");
+        host::normalize(raw)
+    }
+
+    fn recently_unknown(&self, id: &str) -> bool {
+        let mut unknown = self.unknown.lock().unwrap_or_else(PoisonError::into_inner);
+        unknown.retain(|_, at| at.elapsed() < NEGATIVE_TTL);
+        unknown.contains_key(id)
+    }
+
+    /// Ports and visibility of a sandbox: from the route table, or from
+    /// control when Docker knows no container for it (never created, or
+    /// removed behind berth's back: control recreates it on wake).
+    async fn describe(
+        &self,
+        id: &str,
+    ) -> std::result::Result<Option<(Vec<u16>, bool)>, ControlError> {
+        if let Some(entry) = self.routes.load().sandbox(id) {
+            return Ok(Some((entry.ports.clone(), entry.public)));
+        }
+        if self.recently_unknown(id) {
+            return Ok(None);
+        }
+        match self.control.sandbox(id).await? {
+            Some(remote) => Ok(Some((remote.ports, remote.public))),
+            None => {
+                self.unknown
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(id.to_string(), Instant::now());
+                Ok(None)
+            }
+        }
+    }
+
+    /// Private sandboxes: `Ok(true)` when the request was answered here
+    /// (refused, or redirected to drop the token from the URL).
+    async fn authorize(&self, session: &mut Session, ctx: &mut Ctx, id: &str) -> Result<bool> {
+        let req = session.req_header();
+        let query = req.uri.query().unwrap_or("").to_string();
+        let (query_token, rest) = preview_auth::take_query_token(&query);
+        if let Some(token) = query_token {
+            let Some(exp) = self.auth.check(&token, id).await else {
+                return self
+                    .respond(
+                        session,
+                        Page::new(
+                            401,
+                            "unauthorized",
+                            "Private preview",
+                            "This preview link is not valid or has expired.",
+                        ),
+                    )
+                    .await;
+            };
+            let path = session.req_header().uri.path().to_string();
+            let location = if rest.is_empty() {
+                path
+            } else {
+                format!("{path}?{rest}")
+            };
+            let secure = if ctx.tls { "; Secure" } else { "" };
+            let cookie = format!(
+                "{}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{secure}",
+                preview_auth::COOKIE,
+                PreviewAuth::seconds_left(exp)
+            );
+            let mut header = ResponseHeader::build(302, Some(4))?;
+            header.insert_header("location", location)?;
+            header.insert_header("set-cookie", cookie)?;
+            header.insert_header("cache-control", "no-store")?;
+            header.insert_header("content-length", "0")?;
+            session
+                .write_response_header(Box::new(header), true)
+                .await?;
+            return Ok(true);
+        }
+        let cookie = req
+            .headers
+            .get_all("cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(|h| preview_auth::cookie_value(h, preview_auth::COOKIE).map(String::from));
+        match cookie {
+            Some(token) if self.auth.check(&token, id).await.is_some() => {
+                ctx.strip_cookie = true;
+                Ok(false)
+            }
+            _ => {
+                self.respond(
+                    session,
+                    Page::new(401, "unauthorized", "Private preview", "This sandbox's preview is private: open it with a link that carries a preview token."),
+                )
+                .await
+            }
+        }
+    }
+
+    /// Routes a preview host: `Ok(true)` when the request was answered here.
+    async fn preview(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        id: String,
+        port: u16,
+    ) -> Result<bool> {
+        let (ports, public) = match self.describe(&id).await {
+            Ok(Some(found)) => found,
+            Ok(None) => {
+                return self
+                    .respond(
+                        session,
+                        Page::not_found(format!("There is no sandbox `{id}` here.")),
+                    )
+                    .await;
+            }
+            Err(e) => {
+                return self
+                    .respond(
+                        session,
+                        Page::new(
+                            502,
+                            "control_unreachable",
+                            "berth is not answering",
+                            format!("The control plane could not be asked about this sandbox: {e}"),
+                        ),
+                    )
+                    .await;
+            }
+        };
+        if !ports.contains(&port) {
+            return self
+                .respond(
+                    session,
+                    Page::not_found(format!("Sandbox `{id}` does not serve port {port}.")),
+                )
+                .await;
+        }
+        if !public && self.authorize(session, ctx, &id).await? {
+            return Ok(true);
+        }
+        ctx._open = Some(self.activity.open(&id));
+        ctx.sandbox = Some(id.clone());
+        let began = Instant::now();
+        let html = session.req_header().method == http::Method::GET
+            && pages::wants_html(
+                session
+                    .req_header()
+                    .headers
+                    .get("accept")
+                    .and_then(|v| v.to_str().ok()),
+            );
+        // A browser that would wait long gets a page that reloads itself.
+        let budget = if html {
+            self.settings
+                .starting_page_after
+                .min(self.settings.wake_timeout)
+        } else {
+            self.settings.wake_timeout
+        };
+        let deadline = began + budget;
+        if let Some(addr) = self.routes.sandbox_upstream(&id, port) {
+            if self.waker.is_warming(&id, port) {
+                return self
+                    .wait_for_app(session, ctx, &id, addr, deadline, html, budget)
+                    .await;
+            }
+            ctx.upstream = Some(addr);
+            return Ok(false);
+        }
+
+        // Stopped: wake it, holding the request.
+        match tokio::time::timeout(budget, self.waker.wake(&id)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(ControlError::NotFound)) => {
+                return self
+                    .respond(
+                        session,
+                        Page::not_found(format!("There is no sandbox `{id}` here.")),
+                    )
+                    .await;
+            }
+            Ok(Err(ControlError::Refused {
+                status: 503,
+                message,
+                ..
+            })) => {
+                let mut page = Page::new(
+                    503,
+                    "sandbox_capacity",
+                    "Not enough room right now",
+                    message,
+                );
+                page.retry_after = Some(30);
+                return self.respond(session, page).await;
+            }
+            Ok(Err(e)) => {
+                return self
+                    .respond(
+                        session,
+                        Page::new(
+                            502,
+                            "wake_failed",
+                            "The sandbox could not start",
+                            e.to_string(),
+                        ),
+                    )
+                    .await;
+            }
+            Err(_) if html => return self.respond(session, Page::starting(&id)).await,
+            Err(_) => {
+                return self
+                    .respond(session, Self::wake_timeout_page(&id, budget))
+                    .await;
+            }
+        }
+        let Some(addr) = self.routes.sandbox_upstream(&id, port) else {
+            return self
+                .respond(
+                    session,
+                    Page::new(
+                        502,
+                        "no_address",
+                        "The sandbox has no address",
+                        "It started, but Docker reports no address for it yet. Try again.",
+                    ),
+                )
+                .await;
+        };
+        self.wait_for_app(session, ctx, &id, addr, deadline, html, budget)
+            .await
+    }
+
+    /// Holds a request until a freshly woken app accepts connections.
+    #[allow(clippy::too_many_arguments)]
+    async fn wait_for_app(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        id: &str,
+        addr: SocketAddr,
+        deadline: Instant,
+        html: bool,
+        budget: Duration,
+    ) -> Result<bool> {
+        if !wake::wait_for_port(addr, deadline).await {
+            if html {
+                return self.respond(session, Page::starting(id)).await;
+            }
+            let message = format!(
+                "Sandbox `{id}` woke up, but nothing accepted connections on port {} within {} s.",
+                addr.port(),
+                budget.as_secs()
+            );
+            return self
+                .respond(
+                    session,
+                    Page::new(
+                        504,
+                        "app_not_listening",
+                        "The app is not answering",
+                        message,
+                    ),
+                )
+                .await;
+        }
+        self.waker.port_ready(id, addr.port());
+        ctx.upstream = Some(addr);
+        Ok(false)
+    }
+
+    fn wake_timeout_page(id: &str, budget: Duration) -> Page {
+        Page::new(
+            504,
+            "wake_timeout",
+            "The sandbox is taking too long",
+            format!(
+                "Sandbox `{id}` did not start within {} s.",
+                budget.as_secs()
+            ),
+        )
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for Edge {
+    type CTX = Ctx;
+
+    fn new_ctx(&self) -> Ctx {
+        Ctx::default()
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        ctx.started = Some(Instant::now());
+        ctx.host = Self::request_host(session);
+        ctx.tls = session
+            .digest()
+            .and_then(|d| d.ssl_digest.as_ref())
+            .is_some();
+        if session.is_upgrade_req() {
+            // Upgraded connections (hot-reload WebSockets) idle for long.
+            ctx.upgrade = true;
+            session.set_read_timeout(None);
+        }
+        if let Some((id, port)) = host::parse_preview(&ctx.host, &self.settings.preview_domain) {
+            return self.preview(session, ctx, id, port).await;
+        }
+        if self.settings.traefik {
+            let table = self.routes.load();
+            let req = session.req_header();
+            let request = Request {
+                host: &ctx.host,
+                path: req.uri.path(),
+                method: req.method.as_str(),
+            };
+            let entrypoint = if ctx.tls { "websecure" } else { "web" };
+            if let Some(router) = table.router(&request, entrypoint, ctx.tls) {
+                if let Some(addr) = router.upstream {
+                    ctx.upstream = Some(addr);
+                    return Ok(false);
+                }
+                let message = format!(
+                    "Router `{}` matches, but its container is not running.",
+                    router.name
+                );
+                return self
+                    .respond(
+                        session,
+                        Page::new(502, "not_running", "The service is down", message),
+                    )
+                    .await;
+            }
+        }
+        let host = ctx.host.clone();
+        self.respond(
+            session,
+            Page::not_found(format!("No route for host `{host}`.")),
+        )
+        .await
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        let addr = ctx
+            .upstream
+            .ok_or_else(|| Error::explain(ErrorType::InternalError, "no upstream chosen"))?;
+        ctx.upstream_started = Some(Instant::now());
+        let mut peer = HttpPeer::new(addr, false, String::new());
+        peer.options.connection_timeout = Some(self.settings.connect_timeout);
+        peer.options.read_timeout = (!ctx.upgrade).then_some(self.settings.upstream_timeout);
+        peer.options.idle_timeout = Some(Duration::from_secs(90));
+        Ok(Box::new(peer))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream: &mut RequestHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        if let Some(client) = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip().to_string())
+        {
+            let forwarded = match upstream
+                .headers
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok())
+            {
+                Some(prior) => format!("{prior}, {client}"),
+                None => client.clone(),
+            };
+            upstream.insert_header("x-forwarded-for", forwarded)?;
+            upstream.insert_header("x-real-ip", client)?;
+        }
+        upstream.insert_header("x-forwarded-proto", if ctx.tls { "https" } else { "http" })?;
+        if !ctx.host.is_empty() {
+            upstream.insert_header("x-forwarded-host", ctx.host.as_str())?;
+        }
+        if ctx.strip_cookie {
+            // The preview cookie is berth's, not the app's.
+            let joined: Vec<String> = upstream
+                .headers
+                .get_all("cookie")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .filter_map(|h| preview_auth::without_cookie(h, preview_auth::COOKIE))
+                .collect();
+            upstream.remove_header("cookie");
+            if !joined.is_empty() {
+                upstream.insert_header("cookie", joined.join("; "))?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        _upstream_response: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        if let Some(started) = ctx.upstream_started {
+            self.metrics.upstream_answered(started.elapsed());
+        }
+        Ok(())
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+        let target = match (&ctx.sandbox, ctx.upstream) {
+            (Some(id), Some(addr)) => format!("sandbox `{id}` (port {})", addr.port()),
+            (None, Some(addr)) => format!("{addr}"),
+            _ => "the app".to_string(),
+        };
+        let page = match e.etype() {
+            ErrorType::ConnectRefused => Page::new(
+                502,
+                "connection_refused",
+                "The app is not running",
+                format!("Nothing accepts connections on {target}: connection refused."),
+            ),
+            ErrorType::ConnectTimedout => Page::new(
+                504,
+                "connect_timeout",
+                "The app is not answering",
+                format!("Connecting to {target} timed out."),
+            ),
+            ErrorType::ReadTimedout => Page::new(
+                504,
+                "upstream_timeout",
+                "The app is not answering",
+                format!(
+                    "{target} did not answer within {} s.",
+                    self.settings.upstream_timeout.as_secs()
+                ),
+            ),
+            ErrorType::ConnectNoRoute => Page::new(
+                502,
+                "no_route",
+                "The app is unreachable",
+                format!("There is no route to {target}."),
+            ),
+            _ if *e.esource() == pingora::ErrorSource::Downstream => {
+                return FailToProxy {
+                    error_code: 0,
+                    can_reuse_downstream: false,
+                };
+            }
+            _ => Page::new(
+                502,
+                "bad_gateway",
+                "The app failed",
+                format!("Proxying to {target} failed: {}", e.etype().as_str()),
+            ),
+        };
+        let code = page.status;
+        // Once the app's response has started, nothing more can be said.
+        if session.response_written().is_none() {
+            let accept = session
+                .req_header()
+                .headers
+                .get("accept")
+                .and_then(|v| v.to_str().ok());
+            if let Ok((header, body)) = pages::render(&page, pages::wants_html(accept)) {
+                if session
+                    .write_response_header(Box::new(header), false)
+                    .await
+                    .is_ok()
+                {
+                    let _ = session.write_response_body(Some(body), true).await;
+                }
+            }
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        self.metrics.request_done(status);
+        if let Some(started) = ctx.started {
+            tracing::debug!(
+                host = %ctx.host,
+                path = %session.req_header().uri.path(),
+                status,
+                ms = started.elapsed().as_millis() as u64,
+                "request"
+            );
+        }
+    }
+}

@@ -1,0 +1,113 @@
+//! Keeps the route table in step with Docker: a full listing, then one
+//! update per container event (a labelled container is routed as soon as
+//! Docker reports it started). On a broken event stream it resynchronises.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+
+use super::Routes;
+use crate::docker::{Docker, DockerError};
+use crate::metrics::Metrics;
+
+/// Events that change nothing the router cares about.
+fn ignored(action: &str) -> bool {
+    action.starts_with("exec_")
+        || matches!(
+            action,
+            "attach"
+                | "resize"
+                | "top"
+                | "commit"
+                | "copy"
+                | "export"
+                | "archive-path"
+                | "extract-to-dir"
+        )
+        || action.starts_with("health_status")
+}
+
+pub struct Watcher {
+    pub docker: Docker,
+    pub routes: Routes,
+    pub metrics: Metrics,
+}
+
+impl Watcher {
+    /// Re-reads one container into the table.
+    pub async fn refresh(&self, id: &str) -> Result<(), DockerError> {
+        refresh(&self.docker, &self.routes, id).await
+    }
+
+    async fn follow(&self) -> Result<(), DockerError> {
+        // Subscribe before listing, so that nothing happens unseen between.
+        let mut events = Box::pin(self.docker.container_events().await?);
+        let all = self.docker.all().await?;
+        self.routes.update(|t| t.with_containers(all.clone()));
+        self.metrics.routes_changed(&self.routes.load());
+        tracing::info!(
+            containers = all.len(),
+            sandboxes = self.routes.load().sandbox_count(),
+            routers = self.routes.load().router_count(),
+            "route table synchronised with Docker"
+        );
+        while let Some(event) = events.next().await {
+            let event = event?;
+            let action = event.action.unwrap_or_default();
+            if ignored(&action) {
+                continue;
+            }
+            if let Some(id) = event.actor.and_then(|a| a.id) {
+                self.refresh(&id).await?;
+                self.metrics.routes_changed(&self.routes.load());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Re-reads one container into the table (or drops it when it is gone).
+pub async fn refresh(docker: &Docker, routes: &Routes, id: &str) -> Result<(), DockerError> {
+    match docker.inspect(id).await? {
+        Some(c) => routes.update(|t| t.with_container(c.clone())),
+        None => routes.update(|t| t.without_container(id)),
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl BackgroundService for Watcher {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            tokio::select! {
+                result = self.follow() => {
+                    match result {
+                        Ok(()) => tracing::warn!("Docker closed the event stream; resynchronising"),
+                        Err(e) => tracing::warn!(error = %e, "Docker watch failed; resynchronising"),
+                    }
+                }
+                _ = shutdown.changed() => return,
+            }
+            tokio::select! {
+                () = tokio::time::sleep(backoff) => {}
+                _ = shutdown.changed() => return,
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn exec_noise_is_ignored() {
+        assert!(super::ignored("exec_start: sh -c ls"));
+        assert!(super::ignored("health_status: healthy"));
+        assert!(!super::ignored("start"));
+        assert!(!super::ignored("die"));
+    }
+}

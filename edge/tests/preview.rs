@@ -1,0 +1,337 @@
+//! Preview hosts through the real berth-edge, in front of the real
+//! berth-control and Docker.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{APP_START, Control, Edge, WEB_IMAGE, WebSocket};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+async fn stack(control_env: &[(&str, &str)], edge_env: &[(&str, &str)]) -> (Control, Edge) {
+    common::ensure_web_image();
+    let mut env = vec![("BERTH_IMAGE", WEB_IMAGE)];
+    env.extend_from_slice(control_env);
+    let control = Control::start(&env).await;
+    let edge = Edge::start(&control, edge_env).await;
+    (control, edge)
+}
+
+async fn app_sandbox(c: &Control, extra: Value) -> String {
+    let mut body = json!({"ports": [3000], "start": APP_START});
+    for (k, v) in extra.as_object().unwrap() {
+        body[k] = v.clone();
+    }
+    c.create(body).await["id"].as_str().unwrap().to_string()
+}
+
+/// Waits for the app to listen (the start command is asynchronous).
+async fn until_served(edge: &Edge, host: &str) {
+    for _ in 0..200 {
+        if edge.get_text(host, "/").await.0 == 200 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{host} was never served\n{}", edge.log_text());
+}
+
+#[tokio::test]
+async fn a_sandbox_port_is_routed_and_everything_else_is_a_404() {
+    let (c, edge) = stack(&[], &[]).await;
+    let id = app_sandbox(&c, json!({})).await;
+    let host = edge.preview_host(&id, 3000);
+    until_served(&edge, &host).await;
+    assert_eq!(
+        edge.get_text(&host, "/").await,
+        (200, format!("hello from {id}"))
+    );
+
+    // Host names are case-insensitive and may carry a port.
+    let shouting = format!("{}:{}", host.to_ascii_uppercase(), edge.port);
+    assert_eq!(edge.get_text(&shouting, "/").await.0, 200);
+
+    // Forwarding headers reach the app.
+    let headers: Value = edge.get(&host, "/headers").await.json().await.unwrap();
+    assert_eq!(headers["x-forwarded-host"], host);
+    assert_eq!(headers["x-forwarded-proto"], "http");
+    assert_eq!(headers["x-forwarded-for"], "127.0.0.1");
+
+    for (what, h) in [
+        ("unknown sandbox", edge.preview_host("nosuchsandbox", 3000)),
+        ("undeclared port", edge.preview_host(&id, 3001)),
+        ("unknown host", "example.org".to_string()),
+    ] {
+        let r = edge.get(&h, "/").await;
+        assert_eq!(r.status(), StatusCode::NOT_FOUND, "{what}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "not_found", "{what}");
+    }
+    // Browsers get a page.
+    let page = edge
+        .request(Method::GET, "example.org", "/")
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::NOT_FOUND);
+    assert!(page.text().await.unwrap().contains("<html>"));
+}
+
+#[tokio::test]
+async fn a_stopped_sandbox_wakes_on_its_first_request() {
+    let (c, edge) = stack(&[], &[]).await;
+    let id = app_sandbox(&c, json!({})).await;
+    let host = edge.preview_host(&id, 3000);
+    until_served(&edge, &host).await;
+    c.post(&format!("/v1/sandboxes/{id}/stop"), json!({})).await;
+    assert_eq!(c.status_of(&id).await, "stopped");
+
+    // An API client is held until the app answers, then proxied.
+    assert_eq!(
+        edge.get_text(&host, "/").await,
+        (200, format!("hello from {id}"))
+    );
+    assert_eq!(c.status_of(&id).await, "running");
+    assert_eq!(
+        edge.metric("berth_edge_wakes_total{result=\"ok\"}").await,
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn a_browser_waiting_too_long_gets_a_starting_page() {
+    // An app that takes 4 s to listen after each start.
+    let (c, edge) = stack(&[], &[("BERTH_EDGE_STARTING_PAGE_AFTER", "0.5")]).await;
+    let id = app_sandbox(&c, json!({"start": format!("sleep 4; {APP_START}")})).await;
+    c.post(&format!("/v1/sandboxes/{id}/stop"), json!({})).await;
+    let host = edge.preview_host(&id, 3000);
+    let page = edge
+        .request(Method::GET, &host, "/")
+        .header("accept", "text/html,application/xhtml+xml")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let text = page.text().await.unwrap();
+    assert!(text.contains("http-equiv=\"refresh\""), "{text}");
+    // An API client is held instead, and proxied once the app listens.
+    assert_eq!(edge.get_text(&host, "/").await.0, 200);
+}
+
+#[tokio::test]
+async fn twenty_concurrent_first_requests_start_the_sandbox_once() {
+    let (c, edge) = stack(&[], &[]).await;
+    let id = app_sandbox(
+        &c,
+        json!({"start": format!("echo started >> ~/workspace/starts.log; {APP_START}")}),
+    )
+    .await;
+    let host = edge.preview_host(&id, 3000);
+    until_served(&edge, &host).await;
+    c.post(&format!("/v1/sandboxes/{id}/stop"), json!({})).await;
+    let starts = || {
+        std::fs::read_to_string(c.home(&id).join("workspace/starts.log"))
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    let before = starts();
+    let requests = (0..20).map(|_| edge.get_text(&host, "/"));
+    for (status, body) in futures_util::future::join_all(requests).await {
+        assert_eq!(status, 200, "{body}");
+    }
+    assert_eq!(
+        starts(),
+        before + 1,
+        "one start command: one container start"
+    );
+    assert_eq!(
+        edge.metric("berth_edge_wakes_total{result=\"ok\"}").await,
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn preview_traffic_and_an_open_websocket_keep_a_sandbox_awake() {
+    let (c, edge) = stack(&[], &[("BERTH_EDGE_ACTIVITY_INTERVAL", "1")]).await;
+    let id = app_sandbox(&c, json!({"idle_timeout_s": 2})).await;
+    let host = edge.preview_host(&id, 3000);
+    until_served(&edge, &host).await;
+
+    // Requests every 300 ms for 6 s: three idle timeouts.
+    for _ in 0..20 {
+        assert_eq!(edge.get_text(&host, "/").await.0, 200);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(c.status_of(&id).await, "running");
+    }
+    // A WebSocket (hot reload) open and silent for 6 s.
+    let port = edge.port;
+    let h = host.clone();
+    let mut ws = tokio::task::spawn_blocking(move || WebSocket::connect(port, &h, "/ws"))
+        .await
+        .unwrap();
+    for _ in 0..12 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(
+            c.status_of(&id).await,
+            "running",
+            "an open WebSocket is activity"
+        );
+    }
+    let reply = tokio::task::spawn_blocking(move || {
+        ws.send("still here");
+        let reply = ws.receive();
+        (ws, reply)
+    })
+    .await
+    .unwrap();
+    assert_eq!(reply.1, "echo: still here");
+    drop(reply.0);
+    // Without traffic it goes to sleep.
+    c.eventually(
+        "the idle sandbox to stop",
+        Duration::from_secs(20),
+        || async { c.status_of(&id).await == "stopped" },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn streaming_responses_large_uploads_and_upstream_failures() {
+    let (c, edge) = stack(&[], &[("BERTH_EDGE_UPSTREAM_TIMEOUT", "2")]).await;
+    let id = app_sandbox(&c, json!({"ports": [3000, 4000]})).await;
+    let host = edge.preview_host(&id, 3000);
+    until_served(&edge, &host).await;
+
+    // SSE from the app arrives event by event, not at the end.
+    let started = std::time::Instant::now();
+    let mut sse = edge.get(&host, "/sse").await;
+    let first = sse.chunk().await.unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&first).contains("tick 0"));
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "the first event was held back"
+    );
+
+    // 32 MiB upload, streamed through.
+    let body = vec![7u8; 32 << 20];
+    let r: Value = edge
+        .request(Method::POST, &host, "/upload")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["bytes"], 32 << 20);
+
+    // Nothing listens on port 4000: a clear 502, not a hang.
+    let refused = edge.get(&edge.preview_host(&id, 4000), "/").await;
+    assert_eq!(refused.status(), StatusCode::BAD_GATEWAY);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "connection_refused");
+    // An app slower than the upstream timeout: 504.
+    let slow = edge.get(&host, "/slow").await;
+    assert_eq!(slow.status(), StatusCode::GATEWAY_TIMEOUT);
+}
+
+#[tokio::test]
+async fn a_private_sandbox_needs_a_token_then_a_cookie() {
+    let (c, edge) = stack(&[], &[]).await;
+    let id = app_sandbox(&c, json!({"public": false})).await;
+    let host = edge.preview_host(&id, 3000);
+    let public = app_sandbox(&c, json!({})).await;
+    until_served(&edge, &edge.preview_host(&public, 3000)).await;
+
+    let refused = edge.get(&host, "/").await;
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    let bad = edge.get(&host, "/?berth_token=forged.token").await;
+    assert_eq!(bad.status(), StatusCode::UNAUTHORIZED);
+    // A token of another sandbox does not open this one.
+    let other = c
+        .post(&format!("/v1/sandboxes/{public}/preview-token"), json!({}))
+        .await;
+    let other_token = other.body["token"].as_str().unwrap();
+    assert_eq!(
+        edge.get(&host, &format!("/?berth_token={other_token}"))
+            .await
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+
+    let minted = c
+        .post(
+            &format!("/v1/sandboxes/{id}/preview-token"),
+            json!({"ttl_s": 600}),
+        )
+        .await;
+    assert_eq!(minted.status, StatusCode::OK, "{minted:?}");
+    let token = minted.body["token"].as_str().unwrap();
+    assert!(
+        minted.body["urls"]["3000"]
+            .as_str()
+            .unwrap()
+            .contains(token)
+    );
+    let exchange = edge
+        .get(&host, &format!("/headers?x=1&berth_token={token}"))
+        .await;
+    assert_eq!(exchange.status(), StatusCode::FOUND);
+    assert_eq!(exchange.headers()["location"], "/headers?x=1");
+    let cookie = exchange.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"),
+        "{cookie}"
+    );
+    assert!(
+        !cookie.to_ascii_lowercase().contains("domain="),
+        "host-only: {cookie}"
+    );
+    let pair = cookie.split(';').next().unwrap().to_string();
+
+    for _ in 0..200 {
+        let r = edge
+            .request(Method::GET, &host, "/headers")
+            .header("cookie", format!("theme=dark; {pair}"))
+            .send()
+            .await
+            .unwrap();
+        if r.status() == StatusCode::OK {
+            let headers: Value = r.json().await.unwrap();
+            assert_eq!(
+                headers["cookie"], "theme=dark",
+                "berth's cookie is not passed to the app"
+            );
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the private sandbox was never served with its cookie");
+}
+
+#[tokio::test]
+async fn a_sandbox_whose_container_was_removed_is_recreated_on_request() {
+    let (c, edge) = stack(&[], &[]).await;
+    let id = app_sandbox(&c, json!({})).await;
+    let host = edge.preview_host(&id, 3000);
+    until_served(&edge, &host).await;
+    assert!(common::docker(&["rm", "-f", &c.container(&id)]).0);
+    // The edge no longer sees a container; control still has the record.
+    for _ in 0..100 {
+        let (status, body) = edge.get_text(&host, "/").await;
+        if status == 200 {
+            assert_eq!(body, format!("hello from {id}"));
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("never served again\n{}", edge.log_text());
+}
