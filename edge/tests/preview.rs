@@ -54,6 +54,21 @@ async fn a_sandbox_port_is_routed_and_everything_else_is_a_404() {
     let shouting = format!("{}:{}", host.to_ascii_uppercase(), edge.port);
     assert_eq!(edge.get_text(&shouting, "/").await.0, 200);
 
+    // HTTP/2 from clients (cleartext, prior knowledge): the host comes in
+    // `:authority`, not in a Host header.
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .resolve(&host, ([127, 0, 0, 1], edge.port).into())
+        .build()
+        .unwrap();
+    let r = h2
+        .get(format!("http://{host}:{}/", edge.port))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.version(), reqwest::Version::HTTP_2);
+    assert_eq!(r.text().await.unwrap(), format!("hello from {id}"));
+
     // Forwarding headers reach the app.
     let headers: Value = edge.get(&host, "/headers").await.json().await.unwrap();
     assert_eq!(headers["x-forwarded-host"], host);
