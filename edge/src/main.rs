@@ -21,6 +21,10 @@ use berth_edge::routes::Routes;
 use berth_edge::routes::watcher::Watcher;
 use berth_edge::wake::Waker;
 
+/// mimalloc: glibc's allocator showed up at ~8% of the proxy's CPU.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     // Pingora logs through `log`; this subscriber takes those records too.
     tracing_subscriber::fmt()

@@ -1,0 +1,199 @@
+#!/usr/bin/env bash
+# berth-edge benchmark (not a test): one run, side by side, same upstream.
+#
+#   1. Throughput: wrk through berth-edge, through nginx and through Caddy
+#      (Debian packages), all proxying to the same sandbox container (nginx
+#      serving a small file). Prints requests/s and p99, and the ratios.
+#   2. Wake latency: stopped sandbox -> first byte through the edge, next to
+#      raw `docker start` -> port accepting connections, same container.
+#
+# Targets: edge req/s >= nginx's with p99 no worse, >= 2x Caddy's; a wake
+# adds < 50 ms to raw docker start -> ready.
+#
+#   edge/bench/bench.sh [seconds per run (10)] [connections (64)]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+DURATION="${1:-10}"
+CONNECTIONS="${2:-64}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/berth-target}"
+WORK="$(mktemp -d /tmp/berth-edge-bench.XXXXXX)"
+IMAGE=berth-bench-nginx:latest
+NETWORK="berth-bench-$$"
+pids=()
+
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  if [ -n "${INSTANCE:-}" ]; then
+    docker ps -aq --filter "label=berth.instance=$INSTANCE" | xargs -r docker rm -f >/dev/null
+  fi
+  docker network rm "$NETWORK" >/dev/null 2>&1 || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+need=()
+for tool in wrk nginx caddy; do command -v "$tool" >/dev/null || need+=("$tool"); done
+if [ "${#need[@]}" -gt 0 ]; then
+  echo "installing ${need[*]}" >&2
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+echo "building release binaries and the upstream image…" >&2
+cargo build --release -q -p berth-control -p berth-edge
+agent-image/build-base.sh >/dev/null
+mkdir -p "$WORK/img"
+cat > "$WORK/img/nginx.conf" <<'EOF'
+worker_processes auto;
+pid /tmp/nginx.pid;
+error_log /dev/stderr warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path /tmp/body; proxy_temp_path /tmp/proxy;
+  fastcgi_temp_path /tmp/fcgi; uwsgi_temp_path /tmp/uwsgi; scgi_temp_path /tmp/scgi;
+  keepalive_requests 100000;
+  server { listen 3000; location / { root /srv; } }
+}
+EOF
+head -c 1024 /dev/urandom | base64 > "$WORK/img/index.html"
+cat > "$WORK/img/Dockerfile" <<'EOF'
+FROM berth-base:bookworm
+RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx-light >/dev/null && rm -rf /var/lib/apt/lists/*
+COPY nginx.conf /etc/nginx/bench.conf
+COPY index.html /srv/index.html
+CMD ["nginx", "-c", "/etc/nginx/bench.conf", "-g", "daemon off;"]
+EOF
+docker build -q -t "$IMAGE" "$WORK/img" >/dev/null
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+API_PORT=$(free_port); EDGE_PORT=$(free_port); ADMIN_PORT=$(free_port); NGINX_PORT=$(free_port); CADDY_PORT=$(free_port)
+API="http://127.0.0.1:$API_PORT"
+
+BERTH_DATA_DIR="$WORK/data" BERTH_API_BIND="127.0.0.1:$API_PORT" BERTH_IMAGE="$IMAGE" \
+  BERTH_NETWORK="$NETWORK" RUST_LOG=warn "$CARGO_TARGET_DIR/release/berth-control" >"$WORK/control.log" 2>&1 &
+pids+=($!)
+BERTH_EDGE_HTTP_BIND="127.0.0.1:$EDGE_PORT" BERTH_EDGE_ADMIN_BIND="127.0.0.1:$ADMIN_PORT" \
+  BERTH_CONTROL_URL="$API" RUST_LOG=warn "$CARGO_TARGET_DIR/release/berth-edge" >"$WORK/edge.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do curl -sf "$API/healthz" >/dev/null && curl -sf "http://127.0.0.1:$ADMIN_PORT/healthz" >/dev/null && break; sleep 0.1; done
+INSTANCE=$(curl -sf "$API/v1/info" | python3 -c 'import json,sys; print(json.load(sys.stdin)["instance_id"])')
+
+ID=bench$$
+curl -sf -XPOST "$API/sandbox" -d "{\"id\":\"$ID\",\"ports\":[3000],\"cpus\":2,\"memory\":\"1g\"}" >/dev/null
+IP=$(docker inspect -f "{{(index .NetworkSettings.Networks \"$NETWORK\").IPAddress}}" "berth-$ID")
+HOST="s-$ID-3000.preview.localhost"
+for _ in $(seq 100); do curl -sf -H "Host: $HOST" "http://127.0.0.1:$EDGE_PORT/" >/dev/null && break; sleep 0.1; done
+
+cat > "$WORK/nginx-proxy.conf" <<EOF
+worker_processes auto;
+pid $WORK/nginx.pid;
+error_log $WORK/nginx-error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $WORK/nb; proxy_temp_path $WORK/np;
+  fastcgi_temp_path $WORK/nf; uwsgi_temp_path $WORK/nu; scgi_temp_path $WORK/ns;
+  upstream app { server $IP:3000; keepalive 128; }
+  server {
+    listen 127.0.0.1:$NGINX_PORT;
+    location / {
+      proxy_pass http://app;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host \$host;
+      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+    }
+  }
+}
+EOF
+nginx -c "$WORK/nginx-proxy.conf" -g 'daemon off;' &
+pids+=($!)
+cat > "$WORK/Caddyfile" <<EOF
+{
+  admin off
+  auto_https off
+}
+http://:$CADDY_PORT {
+  bind 127.0.0.1
+  reverse_proxy $IP:3000
+}
+EOF
+caddy run --config "$WORK/Caddyfile" --adapter caddyfile >"$WORK/caddy.log" 2>&1 &
+pids+=($!)
+sleep 1
+
+# wrk's --latency output -> "requests/s p99_ms errors"
+parse_wrk() {
+  python3 - "$1" <<'EOF'
+import re, sys
+text = open(sys.argv[1]).read()
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+m = re.search(r"99%\s+([\d.]+)(us|ms|s)", text)
+p99 = float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
+errors = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+print(f"{rps:.0f} {p99:.2f} {errors.group(1) if errors else 0}")
+EOF
+}
+
+measure() {
+  wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency -H "Host: $HOST" "http://127.0.0.1:$1/" >"$WORK/wrk.out" 2>&1
+  parse_wrk "$WORK/wrk.out"
+}
+
+# The upstream without any proxy: the ceiling every proxy shares.
+measure_direct() {
+  wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency "http://$IP:3000/" >"$WORK/wrk.out" 2>&1
+  parse_wrk "$WORK/wrk.out"
+}
+
+echo "warming up…" >&2
+for port in "$EDGE_PORT" "$NGINX_PORT" "$CADDY_PORT"; do
+  wrk -t2 -c"$CONNECTIONS" -d2s -H "Host: $HOST" "http://127.0.0.1:$port/" >/dev/null 2>&1
+done
+read -r D_RPS D_P99 D_ERR < <(measure_direct)
+read -r E_RPS E_P99 E_ERR < <(measure "$EDGE_PORT")
+read -r N_RPS N_P99 N_ERR < <(measure "$NGINX_PORT")
+read -r C_RPS C_P99 C_ERR < <(measure "$CADDY_PORT")
+
+echo
+echo "berth-edge benchmark — $(nproc) CPUs, wrk -t2 -c$CONNECTIONS -d${DURATION}s, 1.4 KiB static file from nginx in a sandbox"
+printf '%-12s %12s %10s %8s\n' proxy "requests/s" "p99 ms" "errors"
+printf '%-12s %12s %10s %8s\n' "(direct)" "$D_RPS" "$D_P99" "$D_ERR"
+printf '%-12s %12s %10s %8s\n' berth-edge "$E_RPS" "$E_P99" "$E_ERR"
+printf '%-12s %12s %10s %8s\n' nginx "$N_RPS" "$N_P99" "$N_ERR"
+printf '%-12s %12s %10s %8s\n' caddy "$C_RPS" "$C_P99" "$C_ERR"
+python3 - "$E_RPS" "$E_P99" "$N_RPS" "$N_P99" "$C_RPS" <<'EOF'
+import sys
+e, ep, n, np_, c = map(float, sys.argv[1:])
+print(f"edge/nginx requests/s {e/n:5.2f}  (target >= 1.00)   edge/nginx p99 {ep/np_:5.2f}  (target <= 1.00)")
+print(f"edge/caddy requests/s {e/c:5.2f}  (target >= 2.00)")
+EOF
+
+echo
+echo "wake latency (5 rounds each, same container; raw = Docker API start + port poll)"
+wake_rounds=5
+raw=(); via=()
+for _ in $(seq $wake_rounds); do
+  curl -sf -XPOST "$API/v1/sandboxes/$ID/stop" >/dev/null
+  t0=$(date +%s%N)
+  # Through the Docker API, as control does, not the CLI (whose own start-up would count).
+  curl -sf --unix-socket /var/run/docker.sock -XPOST "http://localhost/containers/berth-$ID/start"
+  until (exec 3<>"/dev/tcp/$IP/3000") 2>/dev/null; do :; done
+  t1=$(date +%s%N)
+  raw+=($(( (t1 - t0) / 1000000 )))
+  # Let control see it as running, then stop it the berth way.
+  curl -sf -XPOST "$API/v1/sandboxes/$ID/start" >/dev/null
+  curl -sf -XPOST "$API/v1/sandboxes/$ID/stop" >/dev/null
+  first=$(curl -s -o /dev/null -w '%{time_starttransfer}' -H "Host: $HOST" "http://127.0.0.1:$EDGE_PORT/")
+  via+=($(python3 -c "print(round($first*1000))"))
+done
+python3 - "${raw[*]}" "${via[*]}" <<'EOF'
+import statistics, sys
+raw = [int(x) for x in sys.argv[1].split()]
+via = [int(x) for x in sys.argv[2].split()]
+r, v = statistics.median(raw), statistics.median(via)
+print(f"raw docker start -> port ready   median {r:6.0f} ms   {raw}")
+print(f"stopped -> first byte via edge   median {v:6.0f} ms   {via}")
+print(f"wake overhead                    {v - r:+6.0f} ms   (target < 50 ms)")
+EOF
