@@ -1,8 +1,30 @@
 //! berth-edge's settings: environment variables, each also a `--flag`.
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Parser, ValueEnum};
+
+use crate::tls::acme::{AcmeSettings, LETS_ENCRYPT, LETS_ENCRYPT_STAGING};
+use crate::tls::dns::ProviderConfig;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TlsMode {
+    /// Plain HTTP only.
+    Off,
+    /// A local CA made on the spot (trust it once).
+    Local,
+    /// An ACME CA over DNS-01 (Let's Encrypt by default).
+    Acme,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DnsProviderKind {
+    Cloudflare,
+    Exec,
+    Challtestsrv,
+}
 
 /// berth's front door: routes preview hosts to sandboxes (waking them), and
 /// Traefik-labelled containers to their services.
@@ -69,12 +91,90 @@ pub struct Config {
     /// Seconds open connections get to finish on SIGTERM (SIGINT stops at once).
     #[arg(long, env = "BERTH_EDGE_GRACE_PERIOD", default_value_t = 5)]
     pub grace_period: u64,
+
+    /// HTTPS: off, local (a local CA) or acme (DNS-01 wildcard certificate).
+    #[arg(long, env = "BERTH_TLS", value_enum, default_value_t = TlsMode::Off)]
+    pub tls: TlsMode,
+
+    /// Address the HTTPS entrypoint (`websecure`) listens on.
+    #[arg(long, env = "BERTH_EDGE_HTTPS_BIND", default_value = "0.0.0.0:443")]
+    pub https_bind: String,
+
+    /// Where certificates, keys and the ACME account are kept.
+    #[arg(
+        long,
+        env = "BERTH_EDGE_DATA_DIR",
+        default_value = "/var/lib/berth/edge"
+    )]
+    pub data_dir: PathBuf,
+
+    /// ACME directory URL (`staging` for Let's Encrypt's staging).
+    #[arg(long, env = "BERTH_ACME_DIRECTORY", default_value = LETS_ENCRYPT)]
+    pub acme_directory: String,
+
+    /// Contact address of the ACME account.
+    #[arg(long, env = "BERTH_ACME_EMAIL")]
+    pub acme_email: Option<String>,
+
+    /// A PEM root to trust for a private ACME server's HTTPS.
+    #[arg(long, env = "BERTH_ACME_CA_ROOT")]
+    pub acme_ca_root: Option<PathBuf>,
+
+    /// Who publishes the DNS-01 TXT records.
+    #[arg(long, env = "BERTH_DNS_PROVIDER", value_enum)]
+    pub dns_provider: Option<DnsProviderKind>,
+
+    /// Cloudflare API token with DNS edit rights.
+    #[arg(long, env = "BERTH_CLOUDFLARE_API_TOKEN", hide_env_values = true)]
+    pub cloudflare_api_token: Option<String>,
+
+    /// Cloudflare's API (tests point it elsewhere).
+    #[arg(
+        long,
+        env = "BERTH_CLOUDFLARE_API_URL",
+        default_value = "https://api.cloudflare.com/client/v4",
+        hide = true
+    )]
+    pub cloudflare_api_url: String,
+
+    /// Script run as `<script> present|cleanup <fqdn> <value>`.
+    #[arg(long, env = "BERTH_DNS_EXEC")]
+    pub dns_exec: Option<PathBuf>,
+
+    /// pebble-challtestsrv's management URL.
+    #[arg(long, env = "BERTH_CHALLTESTSRV_URL")]
+    pub challtestsrv_url: Option<String>,
+
+    /// `host:port` of the DNS server asked whether TXT records are visible
+    /// (default: the system's resolvers).
+    #[arg(long, env = "BERTH_DNS_PROPAGATION_RESOLVER")]
+    pub dns_propagation_resolver: Option<SocketAddr>,
+
+    /// Seconds to wait for TXT records to become visible.
+    #[arg(long, env = "BERTH_DNS_PROPAGATION_TIMEOUT", default_value_t = 300)]
+    pub dns_propagation_timeout: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{0} must be {1}")]
     Invalid(&'static str, &'static str),
+    #[error("{0}")]
+    Missing(String),
+}
+
+/// HTTPS settings, when TLS is on.
+#[derive(Debug, Clone)]
+pub enum TlsSettings {
+    Local {
+        dir: PathBuf,
+    },
+    Acme {
+        acme: AcmeSettings,
+        provider: ProviderConfig,
+        resolver: Option<SocketAddr>,
+        timeout: Duration,
+    },
 }
 
 /// Validated settings.
@@ -94,6 +194,11 @@ pub struct Settings {
     pub exposed_by_default: bool,
     pub threads: usize,
     pub grace_period: u64,
+    pub https_bind: String,
+    /// `None` when TLS is off.
+    pub tls: Option<TlsSettings>,
+    /// Port for HTTP→HTTPS redirects (omitted from URLs when 443).
+    pub https_port: u16,
 }
 
 impl Config {
@@ -128,7 +233,76 @@ impl Config {
                 "a number of seconds",
             ));
         }
+        let https_port = self
+            .https_bind
+            .rsplit_once(':')
+            .and_then(|(_, p)| p.parse().ok())
+            .ok_or(ConfigError::Invalid("BERTH_EDGE_HTTPS_BIND", "host:port"))?;
+        let tls = match self.tls {
+            TlsMode::Off => None,
+            TlsMode::Local => Some(TlsSettings::Local {
+                dir: self.data_dir.join("tls-local"),
+            }),
+            TlsMode::Acme => {
+                if domain == "localhost" || !domain.contains('.') {
+                    return Err(ConfigError::Missing(format!(
+                        "BERTH_TLS=acme needs a public BERTH_PREVIEW_DOMAIN, not `{domain}`; use BERTH_TLS=local for local development"
+                    )));
+                }
+                let missing = |what: &str| {
+                    ConfigError::Missing(format!(
+                        "BERTH_TLS=acme with this BERTH_DNS_PROVIDER needs {what}"
+                    ))
+                };
+                let provider = match self.dns_provider {
+                    None => {
+                        return Err(ConfigError::Missing(
+                            "BERTH_TLS=acme needs BERTH_DNS_PROVIDER (cloudflare, exec or challtestsrv)".into(),
+                        ));
+                    }
+                    Some(DnsProviderKind::Cloudflare) => ProviderConfig::Cloudflare {
+                        token: self
+                            .cloudflare_api_token
+                            .clone()
+                            .ok_or_else(|| missing("BERTH_CLOUDFLARE_API_TOKEN"))?,
+                        api: self.cloudflare_api_url.clone(),
+                    },
+                    Some(DnsProviderKind::Exec) => ProviderConfig::Exec {
+                        script: self
+                            .dns_exec
+                            .clone()
+                            .ok_or_else(|| missing("BERTH_DNS_EXEC"))?,
+                    },
+                    Some(DnsProviderKind::Challtestsrv) => ProviderConfig::ChallTestSrv {
+                        url: self
+                            .challtestsrv_url
+                            .clone()
+                            .ok_or_else(|| missing("BERTH_CHALLTESTSRV_URL"))?,
+                    },
+                };
+                let directory = match self.acme_directory.as_str() {
+                    "staging" | "letsencrypt-staging" => LETS_ENCRYPT_STAGING.to_string(),
+                    "production" | "letsencrypt" => LETS_ENCRYPT.to_string(),
+                    url => url.to_string(),
+                };
+                Some(TlsSettings::Acme {
+                    acme: AcmeSettings {
+                        directory,
+                        email: self.acme_email.clone().filter(|e| !e.is_empty()),
+                        ca_root: self.acme_ca_root.clone(),
+                        domain: domain.clone(),
+                        dir: self.data_dir.join("acme"),
+                    },
+                    provider,
+                    resolver: self.dns_propagation_resolver,
+                    timeout: Duration::from_secs(self.dns_propagation_timeout.max(1)),
+                })
+            }
+        };
         Ok(Settings {
+            https_bind: self.https_bind,
+            tls,
+            https_port,
             http_bind: self.http_bind,
             admin_bind: self.admin_bind,
             control_url: self.control_url.trim_end_matches('/').to_string(),

@@ -15,4 +15,5 @@ pub mod pages;
 pub mod preview_auth;
 pub mod proxy;
 pub mod routes;
+pub mod tls;
 pub mod wake;

@@ -11,7 +11,7 @@ use pingora::services::listening::Service;
 use tracing_subscriber::EnvFilter;
 
 use berth_edge::activity::{Activity, Reporter};
-use berth_edge::config::Config;
+use berth_edge::config::{Config, Settings, TlsSettings};
 use berth_edge::control::Control;
 use berth_edge::docker::Docker;
 use berth_edge::metrics::{Admin, Metrics};
@@ -19,6 +19,9 @@ use berth_edge::preview_auth::PreviewAuth;
 use berth_edge::proxy::Edge;
 use berth_edge::routes::Routes;
 use berth_edge::routes::watcher::Watcher;
+use berth_edge::tls::acme::{Acme, Renewer};
+use berth_edge::tls::propagation::Propagation;
+use berth_edge::tls::{self, CertStore, dns, local};
 use berth_edge::wake::Waker;
 
 /// mimalloc: glibc's allocator showed up at ~8% of the proxy's CPU.
@@ -39,6 +42,8 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
+    // One TLS crypto provider for the whole process (ACME and DNS API clients).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let metrics = match Metrics::new() {
         Ok(m) => m,
         Err(e) => {
@@ -90,10 +95,23 @@ fn main() -> std::process::ExitCode {
     }
     proxy.add_tcp(&settings.http_bind);
 
+    let (https, renewer) = match setup_tls(&settings, &metrics) {
+        Ok(found) => found,
+        Err(e) => {
+            eprintln!("berth-edge: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let renew_now = renewer.as_ref().map(|r| r.acme.renew_now.clone());
+    if let Some(listener) = https {
+        proxy.add_tls_with_settings(&settings.https_bind, None, listener);
+    }
+
     let mut admin = Service::new(
         "berth-edge admin".to_string(),
         HttpServer::new_app(Admin {
             metrics: metrics.clone(),
+            renew_now,
         }),
     );
     admin.add_tcp(&settings.admin_bind);
@@ -119,7 +137,11 @@ fn main() -> std::process::ExitCode {
     server.add_service(admin);
     server.add_service(watcher);
     server.add_service(reporter);
+    if let Some(renewer) = renewer {
+        server.add_service(background_service("certificate renewer", renewer));
+    }
     tracing::info!(
+        https = %settings.tls.as_ref().map_or("off", |_| settings.https_bind.as_str()),
         http = %settings.http_bind,
         admin = %settings.admin_bind,
         control = %settings.control_url,
@@ -127,4 +149,60 @@ fn main() -> std::process::ExitCode {
         "berth-edge starting"
     );
     server.run_forever()
+}
+
+/// The HTTPS listener's settings and, in ACME mode, the renewal service.
+fn setup_tls(
+    settings: &Settings,
+    metrics: &Metrics,
+) -> Result<
+    (
+        Option<pingora::listeners::tls::TlsSettings>,
+        Option<Renewer>,
+    ),
+    String,
+> {
+    let Some(tls_settings) = &settings.tls else {
+        return Ok((None, None));
+    };
+    let store = CertStore::default();
+    let renewer = match tls_settings {
+        TlsSettings::Local { dir } => {
+            let (pair, ca) =
+                local::certificate(dir, &settings.preview_domain).map_err(|e| e.to_string())?;
+            store.install(pair, metrics);
+            tracing::info!(ca = %ca.display(), "serving a local certificate: trust this CA to open preview URLs over HTTPS");
+            None
+        }
+        TlsSettings::Acme {
+            acme,
+            provider,
+            resolver,
+            timeout,
+        } => {
+            let dns = dns::build(provider).map_err(|e| e.to_string())?;
+            let propagation = Propagation {
+                resolver: *resolver,
+                timeout: *timeout,
+                poll: std::time::Duration::from_secs(2),
+            };
+            let acme = Acme::new(
+                acme.clone(),
+                dns,
+                propagation,
+                store.clone(),
+                metrics.clone(),
+            );
+            if !acme.load_kept().map_err(|e| e.to_string())? {
+                let placeholder =
+                    local::placeholder(&settings.preview_domain).map_err(|e| e.to_string())?;
+                store.install(placeholder, metrics);
+            }
+            Some(Renewer {
+                acme: Arc::new(acme),
+            })
+        }
+    };
+    let listener = tls::listener_settings(store).map_err(|e| e.to_string())?;
+    Ok((Some(listener), renewer))
 }

@@ -20,6 +20,8 @@ struct Inner {
     wakes: IntCounterVec,
     wake_seconds: Histogram,
     routes: IntGaugeVec,
+    cert_expiry: prometheus::IntGauge,
+    renewals: IntCounterVec,
 }
 
 #[derive(Clone)]
@@ -55,6 +57,19 @@ impl Metrics {
                 .buckets(WAKE_BUCKETS.to_vec()),
         )?;
         let routes = IntGaugeVec::new(Opts::new("routes", "Known routes, by kind"), &["kind"])?;
+        let cert_expiry = prometheus::IntGauge::new(
+            "certificate_expiry_timestamp_seconds",
+            "When the served certificate expires (unix seconds)",
+        )?;
+        let renewals = IntCounterVec::new(
+            Opts::new(
+                "certificate_renewals_total",
+                "ACME certificate orders, by result",
+            ),
+            &["result"],
+        )?;
+        registry.register(Box::new(cert_expiry.clone()))?;
+        registry.register(Box::new(renewals.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(upstream_seconds.clone()))?;
         registry.register(Box::new(wakes.clone()))?;
@@ -68,6 +83,8 @@ impl Metrics {
                 wakes,
                 wake_seconds,
                 routes,
+                cert_expiry,
+                renewals,
             }),
         })
     }
@@ -109,6 +126,17 @@ impl Metrics {
             .set(table.router_count() as i64);
     }
 
+    pub fn certificate_installed(&self, not_after: i64) {
+        self.inner.cert_expiry.set(not_after);
+    }
+
+    pub fn renewal_finished(&self, ok: bool) {
+        self.inner
+            .renewals
+            .with_label_values(&[if ok { "ok" } else { "failed" }])
+            .inc();
+    }
+
     pub fn render(&self) -> Vec<u8> {
         let mut out = Vec::new();
         let _ = TextEncoder::new().encode(&self.inner.registry.gather(), &mut out);
@@ -116,19 +144,28 @@ impl Metrics {
     }
 }
 
-/// The admin listener: `/metrics` and `/healthz`.
+/// The admin listener: `/metrics`, `/healthz`, and `POST /tls/renew`
+/// (order a new ACME certificate now).
 pub struct Admin {
     pub metrics: Metrics,
+    pub renew_now: Option<Arc<tokio::sync::Notify>>,
 }
 
 #[async_trait]
 impl ServeHttp for Admin {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
-        let (status, content_type, body) = match session.req_header().uri.path() {
-            "/metrics" => (200, "text/plain; version=0.0.4", self.metrics.render()),
-            "/healthz" => (200, "text/plain", b"ok".to_vec()),
-            _ => (404, "text/plain", b"not found".to_vec()),
-        };
+        let post = session.req_header().method == http::Method::POST;
+        let (status, content_type, body) =
+            match (session.req_header().uri.path(), post, &self.renew_now) {
+                ("/metrics", false, _) => (200, "text/plain; version=0.0.4", self.metrics.render()),
+                ("/healthz", false, _) => (200, "text/plain", b"ok".to_vec()),
+                ("/tls/renew", true, Some(renew)) => {
+                    renew.notify_one();
+                    (202, "text/plain", b"renewal started".to_vec())
+                }
+                ("/tls/renew", true, None) => (409, "text/plain", b"ACME is not in use".to_vec()),
+                _ => (404, "text/plain", b"not found".to_vec()),
+            };
         Response::builder()
             .status(status)
             .header("content-type", content_type)

@@ -348,6 +348,27 @@ impl Edge {
         Ok(false)
     }
 
+    /// With TLS on, plain HTTP only redirects to HTTPS.
+    async fn redirect_to_https(&self, session: &mut Session, host: &str) -> Result<bool> {
+        let port = match self.settings.https_port {
+            443 => String::new(),
+            p => format!(":{p}"),
+        };
+        let path = session
+            .req_header()
+            .uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_string();
+        let mut header = ResponseHeader::build(308, Some(3))?;
+        header.insert_header("location", format!("https://{host}{port}{path}"))?;
+        header.insert_header("content-length", "0")?;
+        session
+            .write_response_header(Box::new(header), true)
+            .await?;
+        Ok(true)
+    }
+
     fn wake_timeout_page(id: &str, budget: Duration) -> Page {
         Page::new(
             504,
@@ -380,6 +401,9 @@ impl ProxyHttp for Edge {
             // Upgraded connections (hot-reload WebSockets) idle for long.
             ctx.upgrade = true;
             session.set_read_timeout(None);
+        }
+        if self.settings.tls.is_some() && !ctx.tls {
+            return self.redirect_to_https(session, &ctx.host).await;
         }
         if let Some((id, port)) = host::parse_preview(&ctx.host, &self.settings.preview_domain) {
             return self.preview(session, ctx, id, port).await;

@@ -12,6 +12,7 @@ mod locks;
 pub mod request;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::activity::Activity;
 use crate::config::Settings;
@@ -394,7 +395,12 @@ impl Sandboxes {
                 Some(p) if p.is_under() => {}
                 _ => break,
             }
-            let Some(_guard) = self.inner.locks.try_lock(&rec.id) else {
+            // Wait a little for a lock held by a short operation (the
+            // reconciler's pass), but never long: the caller may hold another
+            // sandbox's lock, and two such callers must not wait on each other.
+            let Ok(_guard) =
+                tokio::time::timeout(Duration::from_secs(2), self.inner.locks.lock(&rec.id)).await
+            else {
                 continue;
             };
             if self.inner.activity.is_busy(&rec.id) {

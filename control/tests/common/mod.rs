@@ -221,6 +221,8 @@ impl Reply {
 impl Control {
     /// Starts control with test-friendly defaults plus `extra` settings.
     pub async fn start(extra: &[(&str, &str)]) -> Self {
+        // reqwest is built without a default TLS provider in this workspace.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         ensure_test_image();
         let data_dir = std::env::temp_dir().join(unique("berth-it-"));
         std::fs::create_dir_all(&data_dir).unwrap();

@@ -13,6 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+#[allow(unused_imports)]
 pub use control::{Control, docker, free_port};
 
 pub const WEB_IMAGE: &str = "berth-test-web:latest";
@@ -71,6 +72,7 @@ impl Edge {
             .env("BERTH_CONTROL_URL", &control.base)
             .env("BERTH_PREVIEW_DOMAIN", "test.localhost")
             .env("BERTH_EDGE_GRACE_PERIOD", "0")
+            .env("BERTH_EDGE_DATA_DIR", control.data_dir.join("edge"))
             .env("RUST_LOG", "info,berth_edge=debug");
         if let Some(token) = &control.token {
             cmd.env("BERTH_CONTROL_TOKEN", token);
@@ -84,10 +86,15 @@ impl Edge {
             .stdin(Stdio::null())
             .spawn()
             .expect("berth-edge binary");
+        let domain = extra
+            .iter()
+            .find(|(k, _)| *k == "BERTH_PREVIEW_DOMAIN")
+            .map_or("test.localhost", |(_, v)| *v)
+            .to_string();
         let edge = Edge {
             port,
             admin,
-            domain: "test.localhost".into(),
+            domain,
             child: Some(child),
             log,
             http: reqwest::Client::builder()
