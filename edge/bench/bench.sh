@@ -197,3 +197,53 @@ print(f"raw docker start -> port ready   median {r:6.0f} ms   {raw}")
 print(f"stopped -> first byte via edge   median {v:6.0f} ms   {via}")
 print(f"wake overhead                    {v - r:+6.0f} ms   (target < 50 ms)")
 EOF
+
+echo
+echo "HTTPS (same certificate for both: the edge's local one)"
+EDGE_TLS_PORT=$(free_port); EDGE2_HTTP=$(free_port); EDGE2_ADMIN=$(free_port); NGINX_TLS_PORT=$(free_port)
+BERTH_TLS=local BERTH_EDGE_DATA_DIR="$WORK/edge2" BERTH_EDGE_HTTPS_BIND="127.0.0.1:$EDGE_TLS_PORT" \
+  BERTH_EDGE_HTTP_BIND="127.0.0.1:$EDGE2_HTTP" BERTH_EDGE_ADMIN_BIND="127.0.0.1:$EDGE2_ADMIN" \
+  BERTH_CONTROL_URL="$API" RUST_LOG=warn "$CARGO_TARGET_DIR/release/berth-edge" >"$WORK/edge2.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do [ -s "$WORK/edge2/tls-local/key.pem" ] && curl -sf "http://127.0.0.1:$EDGE2_ADMIN/healthz" >/dev/null && break; sleep 0.1; done
+cat > "$WORK/nginx-tls.conf" <<EOF2
+worker_processes auto;
+pid $WORK/nginx-tls.pid;
+error_log $WORK/nginx-tls-error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $WORK/tb; proxy_temp_path $WORK/tp;
+  fastcgi_temp_path $WORK/tf; uwsgi_temp_path $WORK/tu; scgi_temp_path $WORK/ts;
+  upstream app { server $IP:3000; keepalive 128; }
+  server {
+    listen 127.0.0.1:$NGINX_TLS_PORT ssl;
+    ssl_certificate $WORK/edge2/tls-local/cert.pem;
+    ssl_certificate_key $WORK/edge2/tls-local/key.pem;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_set_header Host \$host; }
+  }
+}
+EOF2
+nginx -c "$WORK/nginx-tls.conf" -g 'daemon off;' &
+pids+=($!)
+sleep 1
+measure_tls() {
+  wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency -H "Host: $HOST" "$@" >"$WORK/wrk.out" 2>&1
+  parse_wrk "$WORK/wrk.out"
+}
+for port in "$EDGE_TLS_PORT" "$NGINX_TLS_PORT"; do
+  wrk -t2 -c"$CONNECTIONS" -d2s -H "Host: $HOST" "https://127.0.0.1:$port/" >/dev/null 2>&1
+done
+read -r ET_RPS ET_P99 _ < <(measure_tls "https://127.0.0.1:$EDGE_TLS_PORT/")
+read -r NT_RPS NT_P99 _ < <(measure_tls "https://127.0.0.1:$NGINX_TLS_PORT/")
+read -r EH_RPS _ _ < <(measure_tls -H "Connection: close" "https://127.0.0.1:$EDGE_TLS_PORT/")
+read -r NH_RPS _ _ < <(measure_tls -H "Connection: close" "https://127.0.0.1:$NGINX_TLS_PORT/")
+printf '%-12s %16s %10s %22s\n' proxy "HTTPS req/s" "p99 ms" "new TLS conns/s"
+printf '%-12s %16s %10s %22s\n' berth-edge "$ET_RPS" "$ET_P99" "$EH_RPS"
+printf '%-12s %16s %10s %22s\n' nginx "$NT_RPS" "$NT_P99" "$NH_RPS"
+python3 - "$ET_RPS" "$NT_RPS" "$EH_RPS" "$NH_RPS" <<'EOF2'
+import sys
+e, n, eh, nh = map(float, sys.argv[1:])
+print(f"edge/nginx HTTPS requests/s {e/n:5.2f}   edge/nginx new TLS connections/s {eh/nh:5.2f}")
+EOF2
