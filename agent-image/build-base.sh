@@ -41,5 +41,6 @@ echo "deb $mirror $suite main" | as_root tee "$root/etc/apt/sources.list" >/dev/
 as_root tar -C "$root" -c . | docker import \
   -c 'ENV LANG=C.UTF-8 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
   -c 'CMD ["/bin/bash"]' \
+  -c 'LABEL berth.image=base' \
   -m "berth base: debootstrap $suite" - "$tag" >/dev/null
 echo "built $tag"

@@ -48,6 +48,8 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
 
     let store = Store::open(&settings.data_dir.join("berth.db")).await?;
     let instance_id = store.instance_id().await?;
+    // For uninstall.sh, which must find this instance's containers without the API.
+    std::fs::write(settings.data_dir.join("instance-id"), &instance_id).map_err(data_dir_error)?;
     let docker = Docker::new();
     match docker.describe().await {
         Ok(version) => tracing::info!(docker = %version, "connected to Docker"),

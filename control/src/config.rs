@@ -52,6 +52,12 @@ pub struct Config {
     #[arg(long, env = "BERTH_NETWORK", default_value = "berth")]
     pub network: String,
 
+    /// Name of the sandbox network's Linux bridge (e.g. `berth0`, for host
+    /// firewall rules); Docker picks one when empty. Applies when the network
+    /// is created.
+    #[arg(long, env = "BERTH_NETWORK_BRIDGE", default_value = "")]
+    pub network_bridge: String,
+
     /// Domain preview URLs hang off: `s-<id>-<port>.preview.<domain>`.
     #[arg(long, env = "BERTH_PREVIEW_DOMAIN", default_value = "localhost")]
     pub preview_domain: String,
@@ -151,6 +157,7 @@ pub struct Settings {
     pub tokens: Tokens,
     pub image: String,
     pub network: String,
+    pub network_bridge: Option<String>,
     pub preview_domain: String,
     pub preview_scheme: String,
     pub preview_port: Option<u16>,
@@ -236,6 +243,12 @@ impl Config {
         if !matches!(self.preview_scheme.as_str(), "http" | "https") {
             return Err(invalid("BERTH_PREVIEW_SCHEME", "http or https"));
         }
+        if self.network_bridge.len() > 15 {
+            return Err(invalid(
+                "BERTH_NETWORK_BRIDGE",
+                "at most 15 characters (a Linux interface name)",
+            ));
+        }
         if self.network.is_empty() || self.image.is_empty() {
             return Err(invalid("BERTH_NETWORK and BERTH_IMAGE", "non-empty"));
         }
@@ -245,6 +258,7 @@ impl Config {
             tokens,
             image: self.image,
             network: self.network,
+            network_bridge: Some(self.network_bridge).filter(|b| !b.is_empty()),
             preview_domain: domain,
             preview_scheme: self.preview_scheme,
             preview_port: self.preview_port,

@@ -139,6 +139,7 @@ impl Docker {
     pub async fn ensure_network(
         &self,
         name: &str,
+        bridge: Option<&str>,
         labels: HashMap<String, String>,
     ) -> Result<(), DockerError> {
         let _serial = self.network_lock.lock().await;
@@ -158,10 +159,16 @@ impl Docker {
             }
             return Ok(());
         }
-        let options = HashMap::from([(
+        let mut options = HashMap::from([(
             "com.docker.network.bridge.enable_icc".to_string(),
             "false".to_string(),
         )]);
+        if let Some(bridge) = bridge {
+            options.insert(
+                "com.docker.network.bridge.name".to_string(),
+                bridge.to_string(),
+            );
+        }
         client
             .create_network(NetworkCreateRequest {
                 name: name.to_string(),

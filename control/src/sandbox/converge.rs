@@ -161,7 +161,11 @@ impl Sandboxes {
             .collect();
         self.inner
             .docker
-            .ensure_network(&self.inner.spec.network, labels)
+            .ensure_network(
+                &self.inner.spec.network,
+                self.inner.settings.network_bridge.as_deref(),
+                labels,
+            )
             .await?;
         let mut spec = container_spec(rec, &self.inner.spec, &self.inner.workspaces.home(&rec.id));
         if let Some(labels) = spec.labels.as_mut() {
