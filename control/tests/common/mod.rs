@@ -88,11 +88,12 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
-/// Builds a Debian sandbox image with git, bash and fake `claude` and
-/// `opencode` CLIs (control/tests/fixtures) that print the real output
-/// formats. The Debian base comes from agent-image/build-base.sh
-/// (debootstrap; no registry needed).
-pub fn ensure_agent_image() {
+/// berth's real sandbox image (agent-image/), built on the Debian base made
+/// by agent-image/build-base.sh (debootstrap; no registry needed), tagged
+/// for the tests. Kept between runs: it holds the build cache.
+pub const SANDBOX_IMAGE: &str = "berth-sandbox:test";
+
+pub fn ensure_sandbox_image() {
     static BUILT: OnceLock<()> = OnceLock::new();
     BUILT.get_or_init(|| {
         let root = workspace_root();
@@ -100,6 +101,26 @@ pub fn ensure_agent_image() {
             .status()
             .expect("agent-image/build-base.sh");
         assert!(status.success(), "building the Debian base image failed");
+        let out = Command::new("docker")
+            .args(["build", "-q", "--build-arg", "BASE_IMAGE=berth-base:bookworm", "-t", SANDBOX_IMAGE])
+            .arg(root.join("agent-image"))
+            .output()
+            .expect("docker CLI");
+        assert!(
+            out.status.success(),
+            "building the sandbox image failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+}
+
+/// The real sandbox image plus fake `claude` and `opencode` CLIs
+/// (control/tests/fixtures) that print the real output formats.
+pub fn ensure_agent_image() {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        ensure_sandbox_image();
+        let root = workspace_root();
         let ctx = std::env::temp_dir().join(format!("berth-agent-image-{}", std::process::id()));
         std::fs::create_dir_all(&ctx).unwrap();
         let fixtures = root.join("control/tests/fixtures");
@@ -108,10 +129,8 @@ pub fn ensure_agent_image() {
         }
         std::fs::write(
             ctx.join("Dockerfile"),
-            r#"FROM berth-base:bookworm
-RUN useradd -u 1000 -m -s /bin/bash user
+            r#"FROM berth-sandbox:test
 COPY claude opencode /usr/local/bin/
-CMD ["/bin/sh", "-c", "trap 'exit 0' TERM INT; while :; do sleep 3600 & wait $!; done"]
 "#,
         )
         .unwrap();
