@@ -121,14 +121,7 @@ pub async fn flush_loop(
     every: Duration,
     shutdown: CancellationToken,
 ) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => activity.flush(&store).await,
-            () = shutdown.cancelled() => break,
-        }
-    }
+    crate::ticker::every(every, &shutdown, || activity.flush(&store)).await;
     activity.flush(&store).await;
 }
 

@@ -18,5 +18,6 @@ pub mod reconciler;
 pub mod sandbox;
 pub mod store;
 pub mod tasks;
+pub mod ticker;
 pub mod units;
 pub mod workspace;

@@ -8,13 +8,7 @@ use tokio_util::sync::CancellationToken;
 use crate::sandbox::Sandboxes;
 
 pub async fn run(sandboxes: Sandboxes, every: Duration, shutdown: CancellationToken) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            () = shutdown.cancelled() => return,
-        }
+    crate::ticker::every(every, &shutdown, || async {
         if let Err(e) = sandboxes.reap_idle().await {
             tracing::warn!(error = %e, "idle reaper pass failed");
         }
@@ -22,5 +16,6 @@ pub async fn run(sandboxes: Sandboxes, every: Duration, shutdown: CancellationTo
         if stopped > 0 {
             tracing::info!(stopped, "stopped idle sandboxes to relieve memory pressure");
         }
-    }
+    })
+    .await;
 }

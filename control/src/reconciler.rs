@@ -70,13 +70,7 @@ pub async fn reconcile_once(sandboxes: &Sandboxes) -> Result<Report, SandboxErro
 
 /// Reconciles now, then every `every`, until shutdown.
 pub async fn run(sandboxes: Sandboxes, every: Duration, shutdown: CancellationToken) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            () = shutdown.cancelled() => return,
-        }
+    crate::ticker::every(every, &shutdown, || async {
         match reconcile_once(&sandboxes).await {
             Ok(report) if report != Report::default() => {
                 tracing::debug!(?report, "reconcile pass");
@@ -84,5 +78,6 @@ pub async fn run(sandboxes: Sandboxes, every: Duration, shutdown: CancellationTo
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "reconcile pass failed; retrying next tick"),
         }
-    }
+    })
+    .await;
 }

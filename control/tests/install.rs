@@ -16,7 +16,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{docker, free_port, workspace_root};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 /// A copy of the repository's files (tracked and new, not ignored): what a
 /// clean clone holds, including uncommitted work. Kept at a fixed path so
@@ -24,7 +24,13 @@ use serde_json::{json, Value};
 fn copy_repository(to: &Path) {
     let root = workspace_root();
     let listed = Command::new("git")
-        .args(["ls-files", "-z", "--cached", "--others", "--exclude-standard"])
+        .args([
+            "ls-files",
+            "-z",
+            "--cached",
+            "--others",
+            "--exclude-standard",
+        ])
         .current_dir(&root)
         .output()
         .expect("git");
@@ -70,7 +76,7 @@ impl Install {
             .unwrap()
             .lines()
             .filter_map(|l| l.strip_prefix(&format!("{key}=")))
-            .last()
+            .next_back()
             .unwrap_or("")
             .to_string()
     }
@@ -154,8 +160,14 @@ async fn install_use_and_uninstall_leave_nothing_behind() {
         .await
         .unwrap();
     assert_eq!(created["status"], "running", "{created}");
-    let preview = created["preview_urls"]["3000"].as_str().unwrap().to_string();
-    assert_eq!(preview, format!("http://s-e2e-3000.preview.localhost:{http_port}"));
+    let preview = created["preview_urls"]["3000"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        preview,
+        format!("http://s-e2e-3000.preview.localhost:{http_port}")
+    );
     let wrote = http
         .put(format!("{api}/v1/sandboxes/e2e/files"))
         .bearer_auth(&token)
@@ -175,7 +187,10 @@ async fn install_use_and_uninstall_leave_nothing_behind() {
             .await;
         if let Ok(r) = r {
             if r.status() == 200 {
-                assert_eq!(r.text().await.unwrap(), "<h1>hello from an installed berth</h1>");
+                assert_eq!(
+                    r.text().await.unwrap(),
+                    "<h1>hello from an installed berth</h1>"
+                );
                 break;
             }
         }
@@ -218,16 +233,43 @@ async fn install_use_and_uninstall_leave_nothing_behind() {
     let (ok, out) = install.script("uninstall.sh", &["--all", "--yes"]);
     install.uninstalled = true;
     assert!(ok, "uninstall.sh failed:\n{out}");
-    let (_, left) = docker(&["ps", "-aq", "--filter", &format!("label=berth.instance={instance}")]);
+    let (_, left) = docker(&[
+        "ps",
+        "-aq",
+        "--filter",
+        &format!("label=berth.instance={instance}"),
+    ]);
     assert_eq!(left, "", "sandboxes left");
-    let (_, stack) = docker(&["ps", "-aq", "--filter", &format!("label=com.docker.compose.project=berthe2e{pid}")]);
+    let (_, stack) = docker(&[
+        "ps",
+        "-aq",
+        "--filter",
+        &format!("label=com.docker.compose.project=berthe2e{pid}"),
+    ]);
     assert_eq!(stack, "", "stack containers left");
-    assert!(!docker(&["network", "inspect", &format!("berth-e2e-{pid}")]).0, "network left");
-    for image in ["berth-control:e2e", "berth-edge:e2e", "berth-sandbox:e2e", "berth-base:e2e"] {
-        assert!(!docker(&["image", "inspect", image]).0, "image {image} left");
+    assert!(
+        !docker(&["network", "inspect", &format!("berth-e2e-{pid}")]).0,
+        "network left"
+    );
+    for image in [
+        "berth-control:e2e",
+        "berth-edge:e2e",
+        "berth-sandbox:e2e",
+        "berth-base:e2e",
+    ] {
+        assert!(
+            !docker(&["image", "inspect", image]).0,
+            "image {image} left"
+        );
     }
     assert!(!data.exists(), "data left");
-    assert!(docker(&["inspect", &foreign]).0, "a container not made by berth survives");
+    assert!(
+        docker(&["inspect", &foreign]).0,
+        "a container not made by berth survives"
+    );
     docker(&["rm", "-f", &foreign]);
-    assert!(docker(&["image", "inspect", "berth-base:bookworm"]).0, "other tags untouched");
+    assert!(
+        docker(&["image", "inspect", "berth-base:bookworm"]).0,
+        "other tags untouched"
+    );
 }

@@ -121,8 +121,7 @@ impl Agent for Claude {
                         .final_text
                         .clone()
                         .unwrap_or_else(|| subtype.to_string());
-                    state.failure = Some(why.clone());
-                    events.push(AgentEvent::Error(why));
+                    events.push(state.fail(why));
                 }
             }
             "error" => {
@@ -131,8 +130,7 @@ impl Agent for Claude {
                     .or_else(|| v.get("message"))
                     .map(text_of)
                     .unwrap_or_else(|| line.to_string());
-                state.failure = Some(message.clone());
-                events.push(AgentEvent::Error(message));
+                events.push(state.fail(message));
             }
             _ => return None,
         }

@@ -57,6 +57,12 @@ pub struct RunState {
 }
 
 impl RunState {
+    /// Records that the agent reported a failure; the event to emit.
+    pub fn fail(&mut self, message: String) -> AgentEvent {
+        self.failure = Some(message.clone());
+        AgentEvent::Error(message)
+    }
+
     /// Whether the agent said or did anything at all.
     pub fn did_anything(&self) -> bool {
         self.messages > 0 || self.tool_calls > 0

@@ -111,8 +111,7 @@ impl Agent for OpenCode {
                     .or_else(|| error.get("name"))
                     .map(text_of)
                     .unwrap_or_else(|| line.to_string());
-                state.failure = Some(message.clone());
-                events.push(AgentEvent::Error(message));
+                events.push(state.fail(message));
             }
             _ => return None,
         }

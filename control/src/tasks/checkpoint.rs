@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::docker::{Docker, DockerError, ExecRequest};
+use crate::docker::{Docker, DockerError, ExecOutput, ExecRequest};
 
 /// Where agents work.
 pub const APP_DIR: &str = "/home/user/workspace/app";
@@ -30,15 +30,22 @@ pub enum Checkpoint {
     Failed(String),
 }
 
-fn script_request(script: String, env: Vec<String>, timeout: Duration) -> ExecRequest {
-    ExecRequest {
+/// Runs a script in the sandbox (as the sandbox user, in the workspace).
+async fn run_script(
+    docker: &Docker,
+    container: &str,
+    script: String,
+    env: Vec<String>,
+) -> Result<ExecOutput, DockerError> {
+    let request = ExecRequest {
         cmd: vec!["/bin/sh".into(), "-c".into(), script],
         cwd: Some("/home/user/workspace".into()),
         env,
         stdin: None,
-        timeout,
+        timeout: Duration::from_secs(120),
         output_limit: 1 << 20,
-    }
+    };
+    docker.exec(container, &request).await
 }
 
 /// Creates the app directory, and commits its current state (initialising
@@ -64,12 +71,7 @@ fi
 {GIT} rev-parse HEAD"#
     );
     let env = vec![format!("APP={APP_DIR}"), format!("TASK={task_id}")];
-    let out = docker
-        .exec(
-            container,
-            &script_request(script, env, Duration::from_secs(120)),
-        )
-        .await?;
+    let out = run_script(docker, container, script, env).await?;
     Ok(match out.exit_code {
         Some(0) => Checkpoint::Taken(String::from_utf8_lossy(&out.stdout).trim().to_string()),
         Some(NO_GIT) => Checkpoint::NoGit,
@@ -99,12 +101,7 @@ rm -f "$GIT_INDEX_FILE""#
         format!("TASK={task_id}"),
         format!("CHECKPOINT={checkpoint}"),
     ];
-    let out = docker
-        .exec(
-            container,
-            &script_request(script, env, Duration::from_secs(120)),
-        )
-        .await?;
+    let out = run_script(docker, container, script, env).await?;
     Ok(parse_name_status(&String::from_utf8_lossy(&out.stdout)))
 }
 
@@ -121,12 +118,7 @@ cd "$APP"
 {GIT} clean -q -f -d"#
     );
     let env = vec![format!("APP={APP_DIR}"), format!("CHECKPOINT={checkpoint}")];
-    let out = docker
-        .exec(
-            container,
-            &script_request(script, env, Duration::from_secs(120)),
-        )
-        .await?;
+    let out = run_script(docker, container, script, env).await?;
     Ok(match out.exit_code {
         Some(0) => Ok(()),
         _ => Err(tail(&out.stderr, 5)),

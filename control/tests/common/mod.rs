@@ -102,7 +102,14 @@ pub fn ensure_sandbox_image() {
             .expect("agent-image/build-base.sh");
         assert!(status.success(), "building the Debian base image failed");
         let out = Command::new("docker")
-            .args(["build", "-q", "--build-arg", "BASE_IMAGE=berth-base:bookworm", "-t", SANDBOX_IMAGE])
+            .args([
+                "build",
+                "-q",
+                "--build-arg",
+                "BASE_IMAGE=berth-base:bookworm",
+                "-t",
+                SANDBOX_IMAGE,
+            ])
             .arg(root.join("agent-image"))
             .output()
             .expect("docker CLI");
