@@ -238,3 +238,33 @@ async fn kill_9_at_any_moment_converges_and_keeps_what_was_acknowledged() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_container_made_just_before_a_crash_is_adopted() {
+    // The state a kill -9 leaves between Docker's create and the record's
+    // update: a container exists, the record does not know its id.
+    let mut c = Control::start(&[]).await;
+    let id = c.create(json!({})).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let docker_id = common::inspect(&c.container(&id), "{{.Id}}");
+    c.kill9();
+    let db = sqlx::SqlitePool::connect(&format!(
+        "sqlite://{}",
+        c.data_dir.join("berth.db").display()
+    ))
+    .await
+    .unwrap();
+    sqlx::query("UPDATE sandboxes SET container_id = NULL")
+        .execute(&db)
+        .await
+        .unwrap();
+    db.close().await;
+    c.spawn().await;
+
+    assert_eq!(c.sh(&id, "echo adopted").await, "adopted\n");
+    let got = c.get(&format!("/sandbox/{id}")).await;
+    assert_eq!(got.body["container_id"], docker_id.as_str());
+    assert_eq!(c.containers().len(), 1, "adopted, not duplicated");
+}

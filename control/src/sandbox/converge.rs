@@ -144,6 +144,14 @@ impl Sandboxes {
             let fresh = image_id.as_deref().map(|img| self.spec_digest(rec, img));
             let stale = fresh.is_some() && c.labels.get(LABEL_SPEC) != fresh.as_ref();
             if c.running || !stale {
+                // A crash between Docker's create and the record's update
+                // leaves the record without the id: adopt the container.
+                if rec.container_id.as_deref() != Some(c.id.as_str()) {
+                    self.inner
+                        .store
+                        .set_container_id(&rec.id, Some(&c.id))
+                        .await?;
+                }
                 return Ok(c);
             }
             tracing::info!(sandbox = %rec.id, "recreating a stopped container from a newer spec or image");

@@ -2,6 +2,7 @@
 
 use super::request::ExecBody;
 use super::{SandboxError, Sandboxes};
+use crate::docker::spec::container_name;
 use crate::docker::{DockerError, ExecOutput, ExecRequest};
 use crate::store::{DesiredState, SandboxRecord, Status};
 
@@ -50,10 +51,7 @@ impl Sandboxes {
         let _guard = self.inner.locks.lock(id).await;
         let rec = self.get(id).await?;
         let rec = self.wake_locked(rec).await?;
-        rec.container_id.ok_or_else(|| {
-            SandboxError::Docker(DockerError::Other(
-                "the woken sandbox has no container".into(),
-            ))
-        })
+        // The name is as good as the id for Docker, and always known.
+        Ok(rec.container_id.unwrap_or_else(|| container_name(&rec.id)))
     }
 }
