@@ -565,6 +565,10 @@ impl ProxyHttp for Edge {
                 .get("accept")
                 .and_then(|v| v.to_str().ok());
             if let Ok((header, body)) = pages::render(&page, pages::wants_html(accept)) {
+                // Pingora closes the connection after a failed proxy: say so
+                // (`Connection: close`), or a client sends its next request
+                // into the close.
+                session.set_keepalive(None);
                 if session
                     .write_response_header(Box::new(header), false)
                     .await
