@@ -52,7 +52,10 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
     std::fs::write(settings.data_dir.join("instance-id"), &instance_id).map_err(data_dir_error)?;
     let docker = Docker::new();
     match docker.describe().await {
-        Ok(version) => tracing::info!(docker = %version, "connected to Docker"),
+        Ok(version) => {
+            tracing::info!(docker = %version, "connected to Docker");
+            check_default_image(&docker, &settings.image).await;
+        }
         Err(e) => {
             tracing::warn!(error = %e, "Docker is not answering yet; sandboxes will wait for it")
         }
@@ -139,4 +142,25 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
     store.close().await;
     tracing::info!("berth-control stopped");
     served.map_err(AppError::Serve)
+}
+
+/// Says early, in the log, what a first create would otherwise discover:
+/// the default image is missing, or is not berth's sandbox image.
+async fn check_default_image(docker: &Docker, image: &str) {
+    match docker.image(image).await {
+        Ok(Some(facts)) if facts.is_berth_sandbox() => {
+            tracing::info!(image, "default sandbox image is berth's")
+        }
+        Ok(Some(_)) => tracing::warn!(
+            image,
+            "the default sandbox image has no `berth.image=sandbox` label: it is not built from \
+             agent-image/, so berth-init and the agent CLIs may be missing"
+        ),
+        Ok(None) => tracing::warn!(
+            image,
+            "the default sandbox image is not on this host: creates will fail until it is built \
+             (`docker build -t berth-sandbox:latest agent-image/`, which ./install.sh does)"
+        ),
+        Err(e) => tracing::warn!(image, error = %e, "could not inspect the default sandbox image"),
+    }
 }

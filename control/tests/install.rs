@@ -121,6 +121,11 @@ async fn install_use_and_uninstall_leave_nothing_behind() {
         ("BERTH_OFFLINE", "1".to_string()),
         // A target directory of its own: this test runs inside `cargo test`.
         ("CARGO_TARGET_DIR", "/var/tmp/berth-target-e2e".to_string()),
+        // The install flow is under test, not the optimiser: a cheaper
+        // release profile halves a cold build (CI on a brand-new machine).
+        ("CARGO_PROFILE_RELEASE_LTO", "off".to_string()),
+        ("CARGO_PROFILE_RELEASE_OPT_LEVEL", "1".to_string()),
+        ("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "16".to_string()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))

@@ -129,6 +129,104 @@ async fn exec_timeout_kills_the_whole_process_tree() {
 }
 
 #[tokio::test]
+async fn streamed_exec_delivers_output_while_the_command_runs() {
+    let c = Control::start(&[]).await;
+    let id = c.create(json!({})).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let path = format!("/v1/sandboxes/{id}/exec/stream");
+
+    // The whole run: both streams, a character cut across two writes, the code.
+    let line =
+        r"printf 'one\n'; printf 'two\n' >&2; printf '\303'; sleep 0.2; printf '\251\n'; exit 3";
+    let events = c
+        .post_sse(&path, json!({"cmd": line}), None, Duration::from_secs(30))
+        .await;
+    let text = |kind: &str| -> String {
+        events
+            .iter()
+            .filter(|e| e.event == kind)
+            .map(|e| e.data["text"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(text("stdout"), "one\né\n", "{events:?}");
+    assert_eq!(text("stderr"), "two\n", "{events:?}");
+    let last = events.last().unwrap();
+    assert_eq!(last.event, "exit", "{events:?}");
+    assert_eq!(last.data["exit_code"], 3);
+    assert_eq!(last.data["timed_out"], false);
+    assert!(
+        events
+            .iter()
+            .all(|e| !e.data["text"].as_str().unwrap_or("").contains('\u{FFFD}')),
+        "a character was cut in two: {events:?}"
+    );
+
+    // Output arrives before the command ends: the first event comes while it
+    // still sleeps. Hanging up then kills the command and its children.
+    let first = c
+        .post_sse(
+            &path,
+            json!({"cmd": "echo ready; sleep 302 & sleep 303"}),
+            Some(1),
+            Duration::from_secs(20),
+        )
+        .await;
+    assert_eq!(first[0].event, "stdout");
+    assert_eq!(first[0].data["text"], "ready\n");
+    c.eventually(
+        "the abandoned command is killed",
+        Duration::from_secs(10),
+        || async {
+            c.sh(
+                &id,
+                "ps -o args | grep 'sleep 30[23]' | grep -v grep || true",
+            )
+            .await
+            .is_empty()
+        },
+    )
+    .await;
+
+    // Timeouts, as for exec.
+    let events = c
+        .post_sse(
+            &path,
+            json!({"cmd": "sleep 304", "timeout_s": 1}),
+            None,
+            Duration::from_secs(20),
+        )
+        .await;
+    let last = events.last().unwrap();
+    assert_eq!(
+        (
+            last.event.as_str(),
+            &last.data["timed_out"],
+            &last.data["exit_code"]
+        ),
+        ("exit", &json!(true), &serde_json::Value::Null),
+        "{events:?}"
+    );
+
+    // Errors before the command starts are plain JSON errors.
+    let r = c.post(&path, json!({"cmd": []})).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::BAD_REQUEST, "invalid_request"),
+        "{r:?}"
+    );
+    let r = c
+        .post("/v1/sandboxes/nope/exec/stream", json!({"cmd": ["true"]}))
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::NOT_FOUND, "not_found"),
+        "{r:?}"
+    );
+}
+
+#[tokio::test]
 async fn stop_then_exec_wakes_and_start_command_runs_again() {
     let c = Control::start(&[]).await;
     let s = c

@@ -54,6 +54,11 @@ fn assert_increasing(events: &[SseEvent]) {
 #[tokio::test]
 async fn a_claude_task_streams_text_tool_calls_and_the_result() {
     let c = control().await;
+    // Control can tell this is berth's sandbox image (built from agent-image/).
+    assert_eq!(
+        c.get("/v1/info").await.body["default_image_status"]["berth"],
+        "sandbox"
+    );
     let id = sandbox(&c).await;
     let task = start_task(
         &c,
@@ -432,6 +437,19 @@ async fn agents_that_fail_or_do_nothing_are_failures() {
 async fn a_missing_agent_cli_fails_with_a_clear_error() {
     // The busybox test image has neither the agents nor git.
     let c = Control::start(&[]).await;
+    // Control can tell this is not berth's sandbox image (see the claude
+    // test for the other side).
+    let info = c.get("/v1/info").await.body;
+    assert_eq!(
+        info["default_image_status"],
+        json!({"present": true, "berth": null}),
+        "{info}"
+    );
+    assert!(
+        c.log_text().contains("has no `berth.image=sandbox` label"),
+        "{}",
+        c.log_text()
+    );
     let id = c.create(json!({})).await["id"]
         .as_str()
         .unwrap()

@@ -10,11 +10,13 @@
 # Targets: edge req/s >= nginx's with p99 no worse, >= 2x Caddy's; a wake
 # adds < 50 ms to raw docker start -> ready.
 #
-#   edge/bench/bench.sh [seconds per run (10)] [connections (64)]
+#   edge/bench/bench.sh [seconds per run (10)] [connections (64)] [rounds (3)]
+#   BERTH_EDGE_WORK_STEALING=false edge/bench/bench.sh   # any edge setting
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 DURATION="${1:-10}"
 CONNECTIONS="${2:-64}"
+ROUNDS="${3:-3}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/berth-target}"
 WORK="$(mktemp -d /tmp/berth-edge-bench.XXXXXX)"
 IMAGE=berth-bench-nginx:latest
@@ -151,24 +153,36 @@ echo "warming up…" >&2
 for port in "$EDGE_PORT" "$NGINX_PORT" "$CADDY_PORT"; do
   wrk -t2 -c"$CONNECTIONS" -d2s -H "Host: $HOST" "http://127.0.0.1:$port/" >/dev/null 2>&1
 done
-read -r D_RPS D_P99 D_ERR < <(measure_direct)
-read -r E_RPS E_P99 E_ERR < <(measure "$EDGE_PORT")
-read -r N_RPS N_P99 N_ERR < <(measure "$NGINX_PORT")
-read -r C_RPS C_P99 C_ERR < <(measure "$CADDY_PORT")
+# Two shared CPUs make single runs noisy: rounds interleave the proxies, and
+# the medians are compared.
+declare -A RPS P99 ERR
+names=(direct berth-edge nginx caddy)
+declare -A PORT=([berth-edge]=$EDGE_PORT [nginx]=$NGINX_PORT [caddy]=$CADDY_PORT)
+for round in $(seq "$ROUNDS"); do
+  echo "round $round/$ROUNDS…" >&2
+  for name in "${names[@]}"; do
+    if [ "$name" = direct ]; then read -r rps p99 err < <(measure_direct)
+    else read -r rps p99 err < <(measure "${PORT[$name]}"); fi
+    RPS[$name]+="$rps "; P99[$name]+="$p99 "; ERR[$name]=$(( ${ERR[$name]:-0} + err ))
+  done
+done
 
 echo
-echo "berth-edge benchmark — $(nproc) CPUs, wrk -t2 -c$CONNECTIONS -d${DURATION}s, 1.4 KiB static file from nginx in a sandbox"
-printf '%-12s %12s %10s %8s\n' proxy "requests/s" "p99 ms" "errors"
-printf '%-12s %12s %10s %8s\n' "(direct)" "$D_RPS" "$D_P99" "$D_ERR"
-printf '%-12s %12s %10s %8s\n' berth-edge "$E_RPS" "$E_P99" "$E_ERR"
-printf '%-12s %12s %10s %8s\n' nginx "$N_RPS" "$N_P99" "$N_ERR"
-printf '%-12s %12s %10s %8s\n' caddy "$C_RPS" "$C_P99" "$C_ERR"
-python3 - "$E_RPS" "$E_P99" "$N_RPS" "$N_P99" "$C_RPS" <<'EOF'
-import sys
-e, ep, n, np_, c = map(float, sys.argv[1:])
-print(f"edge/nginx requests/s {e/n:5.2f}  (target >= 1.00)   edge/nginx p99 {ep/np_:5.2f}  (target <= 1.00)")
-print(f"edge/caddy requests/s {e/c:5.2f}  (target >= 2.00)")
-EOF
+echo "berth-edge benchmark — $(nproc) CPUs, wrk -t2 -c$CONNECTIONS -d${DURATION}s x $ROUNDS rounds, 1.4 KiB static file from nginx in a sandbox"
+for name in "${names[@]}"; do echo "$name|${RPS[$name]}|${P99[$name]}|${ERR[$name]}"; done | python3 -c '
+import statistics, sys
+rows = {}
+print(f"{\"proxy\":<12} {\"requests/s\":>12} {\"p99 ms\":>10} {\"errors\":>8}   (medians; each round)")
+for line in sys.stdin:
+    name, rps, p99, err = line.strip().split("|")
+    rps = [float(x) for x in rps.split()]; p99 = [float(x) for x in p99.split()]
+    rows[name] = (statistics.median(rps), statistics.median(p99))
+    each = " ".join(f"{r:.0f}" for r in rps)
+    print(f"{name:<12} {rows[name][0]:>12.0f} {rows[name][1]:>10.2f} {err:>8}   [{each}]")
+e, n, c = rows["berth-edge"], rows["nginx"], rows["caddy"]
+print(f"edge/nginx requests/s {e[0]/n[0]:5.2f}  (target >= 1.00)   edge/nginx p99 {e[1]/n[1]:5.2f}  (target <= 1.00)")
+print(f"edge/caddy requests/s {e[0]/c[0]:5.2f}  (target >= 2.00)")
+'
 
 echo
 echo "wake latency (5 rounds each, same container; raw = Docker API start + port poll)"

@@ -88,6 +88,12 @@ pub struct Config {
     #[arg(long, env = "BERTH_EDGE_THREADS")]
     pub threads: Option<usize>,
 
+    /// Let idle worker threads steal connections from busy ones (Tokio's
+    /// multi-threaded runtime); `false` pins each connection to one
+    /// single-threaded runtime, nginx-style.
+    #[arg(long, env = "BERTH_EDGE_WORK_STEALING", default_value_t = true, action = clap::ArgAction::Set)]
+    pub work_stealing: bool,
+
     /// Seconds open connections get to finish on SIGTERM (SIGINT stops at once).
     #[arg(long, env = "BERTH_EDGE_GRACE_PERIOD", default_value_t = 5)]
     pub grace_period: u64,
@@ -193,6 +199,7 @@ pub struct Settings {
     pub traefik: bool,
     pub exposed_by_default: bool,
     pub threads: usize,
+    pub work_stealing: bool,
     pub grace_period: u64,
     pub https_bind: String,
     /// `None` when TLS is off.
@@ -318,6 +325,7 @@ impl Config {
             threads: self
                 .threads
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+            work_stealing: self.work_stealing,
             grace_period: self.grace_period,
         })
     }

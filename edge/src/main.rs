@@ -54,6 +54,7 @@ fn main() -> std::process::ExitCode {
 
     let conf = ServerConf {
         threads: settings.threads,
+        work_stealing: settings.work_stealing,
         grace_period_seconds: Some(settings.grace_period),
         graceful_shutdown_timeout_seconds: Some(settings.grace_period),
         ..ServerConf::default()

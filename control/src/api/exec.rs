@@ -1,12 +1,20 @@
-//! `POST /sandbox/{id}/exec`: run a command, get its output.
+//! `POST /sandbox/{id}/exec`: run a command, get its output; and
+//! `POST …/exec/stream`: the same command, its output as Server-Sent Events
+//! while it runs.
+
+use std::convert::Infallible;
+use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Path, State};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures_util::Stream;
 use serde::Serialize;
+use serde_json::json;
 
 use super::extract::JsonBody;
 use super::{ApiError, AppState};
-use crate::sandbox::ExecBody;
+use crate::sandbox::{ExecBody, ExecEvent};
 
 #[derive(Debug, Serialize)]
 pub struct ExecResponse {
@@ -34,4 +42,43 @@ pub async fn exec(
         timed_out: out.timed_out,
         truncated: out.truncated,
     }))
+}
+
+/// Events `stdout` and `stderr` (`{"text"}`, as written, not split into
+/// lines), then `exit` (`{"exit_code","timed_out","duration_ms"}`) or
+/// `error` (`{"message"}`), after which the stream ends. Closing the stream
+/// kills the command. Nothing is kept: there is no replay.
+pub async fn stream(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<ExecBody>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let rx = state.sandboxes.exec_stream(&id, body).await?;
+    let events = futures_util::stream::unfold(rx, |mut rx| async move {
+        let event = match rx.recv().await? {
+            ExecEvent::Stdout(text) => Event::default()
+                .event("stdout")
+                .data(json!({"text": text}).to_string()),
+            ExecEvent::Stderr(text) => Event::default()
+                .event("stderr")
+                .data(json!({"text": text}).to_string()),
+            ExecEvent::Exit {
+                exit_code,
+                timed_out,
+                duration,
+            } => Event::default().event("exit").data(
+                json!({
+                    "exit_code": exit_code,
+                    "timed_out": timed_out,
+                    "duration_ms": duration.as_millis() as u64,
+                })
+                .to_string(),
+            ),
+            ExecEvent::Error(message) => Event::default()
+                .event("error")
+                .data(json!({"message": message}).to_string()),
+        };
+        Some((Ok(event), rx))
+    });
+    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }

@@ -40,6 +40,12 @@ pub async fn info(State(state): State<AppState>) -> Json<serde_json::Value> {
         .describe()
         .await
         .unwrap_or_else(|e| e.to_string());
+    // `null` when Docker could not be asked.
+    let image = match state.docker.image(&s.image).await {
+        Ok(Some(facts)) => json!({"present": true, "berth": facts.berth_kind}),
+        Ok(None) => json!({"present": false, "berth": null}),
+        Err(_) => serde_json::Value::Null,
+    };
     Json(json!({
         "version": env!("CARGO_PKG_VERSION"),
         "instance_id": state.sandboxes.instance_id(),
@@ -47,6 +53,7 @@ pub async fn info(State(state): State<AppState>) -> Json<serde_json::Value> {
         "docker": docker,
         "network": s.network,
         "default_image": s.image,
+        "default_image_status": image,
         "preview_domain": s.preview_domain,
         "limits": {
             "default_memory_bytes": s.default_memory,

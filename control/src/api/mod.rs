@@ -45,6 +45,7 @@ pub fn router(state: AppState, tokens: Tokens) -> Router {
     let sandbox_routes = Router::new()
         .route("/", get(sandboxes::get).delete(sandboxes::delete))
         .route("/exec", post(exec::exec))
+        .route("/exec/stream", post(exec::stream))
         .route("/keepalive", post(sandboxes::keepalive))
         .route("/purge", post(sandboxes::purge))
         .route("/stop", post(sandboxes::stop))

@@ -20,7 +20,7 @@ use bollard::query_parameters::{
 };
 use tokio::sync::OnceCell;
 
-pub use exec::{ExecOutput, ExecRequest};
+pub use exec::{Attached, ExecOutput, ExecRequest};
 
 pub const LABEL_MANAGED: &str = "berth.managed";
 pub const LABEL_INSTANCE: &str = "berth.instance";
@@ -87,6 +87,25 @@ pub struct ContainerStatus {
     pub oom_killed: bool,
     pub ip: Option<String>,
     pub labels: HashMap<String, String>,
+}
+
+/// The label agent-image/ and deploy/ put on berth's own images; its value
+/// says which (`sandbox`, `base`, `control`, `edge`).
+pub const IMAGE_KIND_LABEL: &str = "berth.image";
+
+/// An image as berth sees it.
+#[derive(Debug, Clone)]
+pub struct ImageFacts {
+    pub id: String,
+    /// The `berth.image` label: `Some("sandbox")` for berth's sandbox image
+    /// (berth-init, the agent CLIs), `None` for a bring-your-own image.
+    pub berth_kind: Option<String>,
+}
+
+impl ImageFacts {
+    pub fn is_berth_sandbox(&self) -> bool {
+        self.berth_kind.as_deref() == Some("sandbox")
+    }
 }
 
 /// A handle on the Docker daemon; cheap to clone.
@@ -228,17 +247,25 @@ impl Docker {
         }
     }
 
-    /// The image's id, or `None` when it is not on this host.
-    pub async fn image_id(&self, image: &str) -> Result<Option<String>, DockerError> {
+    /// What berth needs to know of an image, or `None` when it is not on
+    /// this host.
+    pub async fn image(&self, image: &str) -> Result<Option<ImageFacts>, DockerError> {
         match self.client().await?.inspect_image(image).await {
-            Ok(found) => Ok(Some(found.id.unwrap_or_default())),
+            Ok(found) => Ok(Some(ImageFacts {
+                id: found.id.unwrap_or_default(),
+                berth_kind: found
+                    .config
+                    .and_then(|c| c.labels)
+                    .and_then(|mut l| l.remove(IMAGE_KIND_LABEL)),
+            })),
             Err(e) if status_of(&e) == Some(404) => Ok(None),
             Err(e) => Err(e.into()),
         }
     }
 
-    pub async fn image_present(&self, image: &str) -> Result<bool, DockerError> {
-        Ok(self.image_id(image).await?.is_some())
+    /// The image's id, or `None` when it is not on this host.
+    pub async fn image_id(&self, image: &str) -> Result<Option<String>, DockerError> {
+        Ok(self.image(image).await?.map(|f| f.id))
     }
 
     /// Creates a container; returns its id.

@@ -8,6 +8,7 @@
 
 mod converge;
 mod exec;
+mod exec_stream;
 mod locks;
 pub mod request;
 
@@ -23,6 +24,7 @@ use crate::store::{DesiredState, SandboxRecord, Status, Store, StoreError, now_m
 use crate::workspace::{Entry, FilesError, Workspaces};
 
 pub use converge::Origin;
+pub use exec_stream::ExecEvent;
 pub use locks::Locks;
 pub use request::{CreateRequest, ExecBody};
 
@@ -166,8 +168,14 @@ impl Sandboxes {
     /// a home directory that existed before.
     pub async fn create(&self, req: CreateRequest) -> Result<SandboxRecord, SandboxError> {
         let new = req.validate(&self.inner.settings)?;
-        if !self.inner.docker.image_present(&new.image).await? {
-            return Err(SandboxError::ImageMissing(new.image));
+        match self.inner.docker.image(&new.image).await? {
+            None => return Err(SandboxError::ImageMissing(new.image)),
+            Some(facts) if !facts.is_berth_sandbox() => tracing::info!(
+                sandbox = %new.id,
+                image = %new.image,
+                "not a berth sandbox image: its own command is PID 1, and tasks need the agent CLIs in it"
+            ),
+            Some(_) => {}
         }
         let _guard = self.inner.locks.lock(&new.id).await;
         if self.inner.store.find_sandbox(&new.id).await?.is_some() {

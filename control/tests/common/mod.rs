@@ -174,11 +174,49 @@ fn parse_sse_frame(frame: &str) -> Option<SseEvent> {
             data.push_str(v.strip_prefix(' ').unwrap_or(v));
         }
     }
+    if id.is_none() && event.is_empty() && data.is_empty() {
+        return None; // a keep-alive comment
+    }
     Some(SseEvent {
-        id: id?,
+        // Task events always carry one; streamed exec events carry none.
+        id: id.unwrap_or(0),
         event,
         data: serde_json::from_str(&data).unwrap_or(Value::Null),
     })
+}
+
+/// Reads an SSE response until it ends, `max` events arrived, or `timeout`
+/// (then it panics: a stream that hangs is a failure). Dropping the
+/// response, as returning early does, closes the stream.
+pub async fn read_sse(
+    mut resp: reqwest::Response,
+    path: &str,
+    max: Option<usize>,
+    timeout: Duration,
+) -> Vec<SseEvent> {
+    assert_eq!(resp.status(), StatusCode::OK, "SSE {path}");
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let deadline = Instant::now() + timeout;
+    let (mut buf, mut events) = (String::new(), Vec::new());
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let chunk = match tokio::time::timeout(left, resp.chunk()).await {
+            Ok(Ok(Some(chunk))) => chunk,
+            Ok(_) => break,
+            Err(_) => panic!("SSE {path} did not end within {timeout:?}; got {events:?}"),
+        };
+        buf.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = buf.find("\n\n") {
+            let frame: String = buf.drain(..end + 2).collect();
+            if let Some(e) = parse_sse_frame(&frame) {
+                events.push(e);
+                if max.is_some_and(|m| events.len() >= m) {
+                    return events;
+                }
+            }
+        }
+    }
+    events
 }
 
 pub fn free_port() -> u16 {
@@ -463,30 +501,25 @@ impl Control {
         if let Some(id) = last_event_id {
             req = req.header("Last-Event-ID", id.to_string());
         }
-        let mut resp = req.send().await.expect("SSE request");
-        assert_eq!(resp.status(), StatusCode::OK, "SSE {path}");
-        assert_eq!(resp.headers()["content-type"], "text/event-stream");
-        let deadline = Instant::now() + timeout;
-        let (mut buf, mut events) = (String::new(), Vec::new());
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let chunk = match tokio::time::timeout(left, resp.chunk()).await {
-                Ok(Ok(Some(chunk))) => chunk,
-                Ok(_) => break,
-                Err(_) => panic!("SSE {path} did not end within {timeout:?}; got {events:?}"),
-            };
-            buf.push_str(&String::from_utf8_lossy(&chunk));
-            while let Some(end) = buf.find("\n\n") {
-                let frame: String = buf.drain(..end + 2).collect();
-                if let Some(e) = parse_sse_frame(&frame) {
-                    events.push(e);
-                    if max.is_some_and(|m| events.len() >= m) {
-                        return events;
-                    }
-                }
-            }
-        }
-        events
+        let resp = req.send().await.expect("SSE request");
+        read_sse(resp, path, max, timeout).await
+    }
+
+    /// `POST` a JSON body and read the SSE answer, as [`Control::sse`] does.
+    pub async fn post_sse(
+        &self,
+        path: &str,
+        body: Value,
+        max: Option<usize>,
+        timeout: Duration,
+    ) -> Vec<SseEvent> {
+        let resp = self
+            .request(reqwest::Method::POST, path)
+            .json(&body)
+            .send()
+            .await
+            .expect("SSE request");
+        read_sse(resp, path, max, timeout).await
     }
 
     pub async fn status_of(&self, id: &str) -> String {
