@@ -51,6 +51,16 @@ pub struct Ctx {
     upgrade: bool,
     tls: bool,
     strip_cookie: bool,
+    /// The sandbox port asked for, and whether a browser is navigating.
+    port: u16,
+    html: bool,
+    /// Connecting failed: check with Docker whether the sandbox stopped
+    /// meanwhile (the route table lags Docker by its event's latency) and
+    /// wake it, once.
+    recheck: bool,
+    rechecked: bool,
+    /// A page decided while choosing the upstream, for `fail_to_proxy`.
+    page: Option<Page>,
     /// Held for the request's life: an open connection is activity.
     _open: Option<Open>,
 }
@@ -220,8 +230,8 @@ impl Edge {
         }
         ctx._open = Some(self.activity.open(&id));
         ctx.sandbox = Some(id.clone());
-        let began = Instant::now();
-        let html = session.req_header().method == http::Method::GET
+        ctx.port = port;
+        ctx.html = session.req_header().method == http::Method::GET
             && pages::wants_html(
                 session
                     .req_header()
@@ -229,7 +239,24 @@ impl Edge {
                     .get("accept")
                     .and_then(|v| v.to_str().ok()),
             );
-        // A browser that would wait long gets a page that reloads itself.
+        match self.reach(&id, port, ctx.html).await {
+            Ok(addr) => {
+                ctx.upstream = Some(addr);
+                Ok(false)
+            }
+            Err(page) => self.respond(session, page).await,
+        }
+    }
+
+    /// The address of a sandbox's port once it accepts connections: at once
+    /// when the sandbox runs, else after waking it (holding the request). A
+    /// browser that would wait long gets a page that reloads itself.
+    async fn reach(
+        &self,
+        id: &str,
+        port: u16,
+        html: bool,
+    ) -> std::result::Result<SocketAddr, Page> {
         let budget = if html {
             self.settings
                 .starting_page_after
@@ -237,27 +264,19 @@ impl Edge {
         } else {
             self.settings.wake_timeout
         };
-        let deadline = began + budget;
-        if let Some(addr) = self.routes.sandbox_upstream(&id, port) {
-            if self.waker.is_warming(&id, port) {
-                return self
-                    .wait_for_app(session, ctx, &id, addr, deadline, html, budget)
-                    .await;
+        let deadline = Instant::now() + budget;
+        if let Some(addr) = self.routes.sandbox_upstream(id, port) {
+            if self.waker.is_warming(id, port) {
+                return self.wait_for_app(id, addr, deadline, html, budget).await;
             }
-            ctx.upstream = Some(addr);
-            return Ok(false);
+            return Ok(addr);
         }
 
         // Stopped: wake it, holding the request.
-        match tokio::time::timeout(budget, self.waker.wake(&id)).await {
+        match tokio::time::timeout(budget, self.waker.wake(id)).await {
             Ok(Ok(())) => {}
             Ok(Err(ControlError::NotFound)) => {
-                return self
-                    .respond(
-                        session,
-                        Page::not_found(format!("There is no sandbox `{id}` here.")),
-                    )
-                    .await;
+                return Err(Page::not_found(format!("There is no sandbox `{id}` here.")));
             }
             Ok(Err(ControlError::Refused {
                 status: 503,
@@ -271,81 +290,97 @@ impl Edge {
                     message,
                 );
                 page.retry_after = Some(30);
-                return self.respond(session, page).await;
+                return Err(page);
             }
             Ok(Err(e)) => {
-                return self
-                    .respond(
-                        session,
-                        Page::new(
-                            502,
-                            "wake_failed",
-                            "The sandbox could not start",
-                            e.to_string(),
-                        ),
-                    )
-                    .await;
+                return Err(Page::new(
+                    502,
+                    "wake_failed",
+                    "The sandbox could not start",
+                    e.to_string(),
+                ));
             }
-            Err(_) if html => return self.respond(session, Page::starting(&id)).await,
-            Err(_) => {
-                return self
-                    .respond(session, Self::wake_timeout_page(&id, budget))
-                    .await;
-            }
+            Err(_) if html => return Err(Page::starting(id)),
+            Err(_) => return Err(Self::wake_timeout_page(id, budget)),
         }
-        let Some(addr) = self.routes.sandbox_upstream(&id, port) else {
-            return self
-                .respond(
-                    session,
-                    Page::new(
-                        502,
-                        "no_address",
-                        "The sandbox has no address",
-                        "It started, but Docker reports no address for it yet. Try again.",
-                    ),
-                )
-                .await;
+        let Some(addr) = self.routes.sandbox_upstream(id, port) else {
+            return Err(Page::new(
+                502,
+                "no_address",
+                "The sandbox has no address",
+                "It started, but Docker reports no address for it yet. Try again.",
+            ));
         };
-        self.wait_for_app(session, ctx, &id, addr, deadline, html, budget)
-            .await
+        self.wait_for_app(id, addr, deadline, html, budget).await
     }
 
     /// Holds a request until a freshly woken app accepts connections.
-    #[allow(clippy::too_many_arguments)]
     async fn wait_for_app(
         &self,
-        session: &mut Session,
-        ctx: &mut Ctx,
         id: &str,
         addr: SocketAddr,
         deadline: Instant,
         html: bool,
         budget: Duration,
-    ) -> Result<bool> {
+    ) -> std::result::Result<SocketAddr, Page> {
         if !wake::wait_for_port(addr, deadline).await {
             if html {
-                return self.respond(session, Page::starting(id)).await;
+                return Err(Page::starting(id));
             }
             let message = format!(
                 "Sandbox `{id}` woke up, but nothing accepted connections on port {} within {} s.",
                 addr.port(),
                 budget.as_secs()
             );
-            return self
-                .respond(
-                    session,
-                    Page::new(
-                        504,
-                        "app_not_listening",
-                        "The app is not answering",
-                        message,
-                    ),
-                )
-                .await;
+            return Err(Page::new(
+                504,
+                "app_not_listening",
+                "The app is not answering",
+                message,
+            ));
         }
         self.waker.port_ready(id, addr.port());
-        ctx.upstream = Some(addr);
-        Ok(false)
+        Ok(addr)
+    }
+
+    /// After a refused connection: is the sandbox still running? Docker is
+    /// asked (not the route table, which may lag), and a sandbox that
+    /// stopped is woken. `Err` carries what to answer.
+    async fn reach_again(&self, ctx: &mut Ctx) -> Result<SocketAddr> {
+        let (Some(id), Some(failed)) = (ctx.sandbox.clone(), ctx.upstream) else {
+            return Err(Error::explain(
+                ErrorType::InternalError,
+                "no sandbox to recheck",
+            ));
+        };
+        let container = self
+            .routes
+            .load()
+            .sandbox(&id)
+            .map(|e| e.container_id.clone());
+        if let Some(container) = container {
+            if let Err(e) = self.waker.refresh(&container).await {
+                tracing::warn!(sandbox = %id, error = %e, "could not recheck a sandbox with Docker");
+            }
+        }
+        if self.routes.sandbox_upstream(&id, ctx.port) == Some(failed) {
+            // It runs where we knocked: the app itself refuses.
+            return Err(Error::explain(
+                ErrorType::ConnectRefused,
+                "the app refused the connection",
+            ));
+        }
+        tracing::info!(sandbox = %id, "the sandbox stopped or moved under a request: waking it");
+        match self.reach(&id, ctx.port, ctx.html).await {
+            Ok(addr) => Ok(addr),
+            Err(page) => {
+                ctx.page = Some(page);
+                Err(Error::explain(
+                    ErrorType::Custom("answered"),
+                    "a page was chosen",
+                ))
+            }
+        }
     }
 
     /// With TLS on, plain HTTP only redirects to HTTPS.
@@ -443,6 +478,10 @@ impl ProxyHttp for Edge {
     }
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        if std::mem::take(&mut ctx.recheck) {
+            ctx.rechecked = true;
+            ctx.upstream = Some(self.reach_again(ctx).await?);
+        }
         let addr = ctx
             .upstream
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "no upstream chosen"))?;
@@ -509,52 +548,76 @@ impl ProxyHttp for Edge {
         Ok(())
     }
 
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut Ctx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        let refused = matches!(
+            e.etype(),
+            ErrorType::ConnectRefused | ErrorType::ConnectNoRoute
+        );
+        if refused && ctx.sandbox.is_some() && !ctx.rechecked {
+            ctx.recheck = true;
+            e.set_retry(true);
+        }
+        e
+    }
+
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
         let target = match (&ctx.sandbox, ctx.upstream) {
             (Some(id), Some(addr)) => format!("sandbox `{id}` (port {})", addr.port()),
             (None, Some(addr)) => format!("{addr}"),
             _ => "the app".to_string(),
         };
-        let page = match e.etype() {
-            ErrorType::ConnectRefused => Page::new(
-                502,
-                "connection_refused",
-                "The app is not running",
-                format!("Nothing accepts connections on {target}: connection refused."),
-            ),
-            ErrorType::ConnectTimedout => Page::new(
-                504,
-                "connect_timeout",
-                "The app is not answering",
-                format!("Connecting to {target} timed out."),
-            ),
-            ErrorType::ReadTimedout => Page::new(
-                504,
-                "upstream_timeout",
-                "The app is not answering",
-                format!(
-                    "{target} did not answer within {} s.",
-                    self.settings.upstream_timeout.as_secs()
+        // A page decided while choosing the upstream (a wake after a refusal).
+        let decided = ctx.page.take();
+        let page = if let Some(page) = decided {
+            page
+        } else {
+            match e.etype() {
+                ErrorType::ConnectRefused => Page::new(
+                    502,
+                    "connection_refused",
+                    "The app is not running",
+                    format!("Nothing accepts connections on {target}: connection refused."),
                 ),
-            ),
-            ErrorType::ConnectNoRoute => Page::new(
-                502,
-                "no_route",
-                "The app is unreachable",
-                format!("There is no route to {target}."),
-            ),
-            _ if *e.esource() == pingora::ErrorSource::Downstream => {
-                return FailToProxy {
-                    error_code: 0,
-                    can_reuse_downstream: false,
-                };
+                ErrorType::ConnectTimedout => Page::new(
+                    504,
+                    "connect_timeout",
+                    "The app is not answering",
+                    format!("Connecting to {target} timed out."),
+                ),
+                ErrorType::ReadTimedout => Page::new(
+                    504,
+                    "upstream_timeout",
+                    "The app is not answering",
+                    format!(
+                        "{target} did not answer within {} s.",
+                        self.settings.upstream_timeout.as_secs()
+                    ),
+                ),
+                ErrorType::ConnectNoRoute => Page::new(
+                    502,
+                    "no_route",
+                    "The app is unreachable",
+                    format!("There is no route to {target}."),
+                ),
+                _ if *e.esource() == pingora::ErrorSource::Downstream => {
+                    return FailToProxy {
+                        error_code: 0,
+                        can_reuse_downstream: false,
+                    };
+                }
+                _ => Page::new(
+                    502,
+                    "bad_gateway",
+                    "The app failed",
+                    format!("Proxying to {target} failed: {}", e.etype().as_str()),
+                ),
             }
-            _ => Page::new(
-                502,
-                "bad_gateway",
-                "The app failed",
-                format!("Proxying to {target} failed: {}", e.etype().as_str()),
-            ),
         };
         let code = page.status;
         // Once the app's response has started, nothing more can be said.

@@ -70,6 +70,11 @@ impl Waker {
         }
     }
 
+    /// Re-reads one container from Docker into the route table.
+    pub async fn refresh(&self, container: &str) -> Result<(), crate::docker::DockerError> {
+        watcher::refresh(&self.docker, &self.routes, container).await
+    }
+
     /// Wakes sandbox `id`, joining a wake already under way. The wake goes
     /// on even if the caller stops waiting.
     pub async fn wake(self: &Arc<Self>, id: &str) -> Result<(), ControlError> {

@@ -115,6 +115,22 @@ async fn a_stopped_sandbox_wakes_on_its_first_request() {
         edge.metric("berth_edge_wakes_total{result=\"ok\"}").await,
         1.0
     );
+
+    // A request right on the heels of a stop may find the edge's route
+    // table not yet told (Docker's event is in flight): the refused
+    // connection is rechecked with Docker and the sandbox woken, never a 502.
+    // Freezing the edge across the stop makes the request race the event.
+    for round in 0..3 {
+        edge.signal("STOP");
+        c.post(&format!("/v1/sandboxes/{id}/stop"), json!({})).await;
+        edge.signal("CONT");
+        assert_eq!(
+            edge.get_text(&host, "/").await,
+            (200, format!("hello from {id}")),
+            "round {round}\n{}",
+            edge.log_text()
+        );
+    }
 }
 
 #[tokio::test]

@@ -151,6 +151,17 @@ impl Edge {
             .expect("request to the edge")
     }
 
+    /// Freezes (`STOP`) or thaws (`CONT`) the edge process.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().map(|c| c.id().to_string()).unwrap();
+        let ok = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{signal} {pid}");
+    }
+
     pub async fn get_text(&self, host: &str, path: &str) -> (u16, String) {
         let r = self.get(host, path).await;
         (r.status().as_u16(), r.text().await.unwrap_or_default())
