@@ -12,6 +12,7 @@ use crate::activity::{self, Activity};
 use crate::api::{self, AppState};
 use crate::config::Settings;
 use crate::docker::Docker;
+use crate::metrics::{Metrics, MetricsError};
 use crate::sandbox::Sandboxes;
 use crate::store::{Store, StoreError};
 use crate::tasks::Tasks;
@@ -33,6 +34,8 @@ pub enum AppError {
     },
     #[error("serving HTTP: {0}")]
     Serve(std::io::Error),
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
 }
 
 /// Runs berth's control plane until `shutdown` fires.
@@ -70,12 +73,14 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
     let tokens = settings.tokens.clone();
     let settings = Arc::new(settings);
     let activity = Activity::default();
+    let metrics = Metrics::new()?;
     let sandboxes = Sandboxes::new(
         store.clone(),
         docker.clone(),
         settings.clone(),
         instance_id.clone(),
         activity.clone(),
+        metrics,
     );
 
     let loops = CancellationToken::new();

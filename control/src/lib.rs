@@ -11,6 +11,7 @@ pub mod auth;
 pub mod config;
 pub mod docker;
 pub mod memory;
+pub mod metrics;
 pub mod preview_token;
 pub mod proctree;
 pub mod reaper;

@@ -203,12 +203,47 @@ async fn health_and_readiness() {
 }
 
 #[tokio::test]
+async fn metrics_count_what_happened() {
+    let c = Control::start(&[]).await;
+    let id = c.create(json!({})).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    c.sh(&id, "true").await;
+    c.post(&format!("/v1/sandboxes/{id}/stop"), json!({})).await;
+    c.get("/sandbox/nope").await;
+    let r = c.get("/metrics").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(
+        r.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain"),
+        "{r:?}"
+    );
+    for line in [
+        "berth_control_sandboxes{status=\"stopped\"} 1",
+        "berth_control_sandboxes{status=\"running\"} 0",
+        "berth_control_container_starts_total{result=\"ok\"} 1",
+        "berth_control_container_start_seconds_count 1",
+        "berth_control_sandbox_stops_total{reason=\"api\"} 1",
+        "berth_control_sandbox_stops_total{reason=\"idle\"} 0",
+        "berth_control_exec_seconds_count 1",
+        "berth_control_http_requests_total{status=\"201\"} 1",
+        "berth_control_http_requests_total{status=\"404\"} 1",
+    ] {
+        assert!(r.text.contains(line), "missing `{line}` in:\n{}", r.text);
+    }
+}
+
+#[tokio::test]
 async fn tokens_guard_every_route_but_health() {
     let c = Control::start(&[("BERTH_API_TOKENS", &format!("tests:{TOKEN}"))]).await;
     for (method, path) in [
         (Method::GET, "/sandboxes"),
         (Method::POST, "/sandbox"),
         (Method::GET, "/v1/info"),
+        (Method::GET, "/metrics"),
         (Method::POST, "/sandbox/x/exec"),
         (Method::GET, "/v1/sandboxes/x/files"),
     ] {

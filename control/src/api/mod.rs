@@ -7,6 +7,7 @@ mod exec;
 mod extract;
 mod files;
 mod health;
+mod metrics;
 mod preview;
 mod sandboxes;
 mod tasks;
@@ -70,6 +71,7 @@ pub fn router(state: AppState, tokens: Tokens) -> Router {
         .nest("/sandbox/{id}", sandbox_routes.clone())
         .nest("/v1/sandboxes/{id}", sandbox_routes)
         .route("/v1/info", get(health::info))
+        .route("/metrics", get(metrics::scrape))
         .route("/v1/edge/bootstrap", get(edge::bootstrap))
         .route("/v1/activity", post(edge::activity))
         .route_layer(middleware::from_fn_with_state(tokens, require_token));
@@ -79,6 +81,10 @@ pub fn router(state: AppState, tokens: Tokens) -> Router {
         .merge(api)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            state.sandboxes.metrics().clone(),
+            metrics::count_answers,
+        ))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(
             TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {

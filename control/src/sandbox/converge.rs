@@ -73,19 +73,34 @@ impl Sandboxes {
                 return Ok(());
             }
             self.admit(Some(&rec.id)).await?;
-            self.inner.docker.start(&container.id).await?;
-            tracing::info!(sandbox = %rec.id, "container started");
-            if let Some(start) = &rec.start_cmd {
-                self.inner
-                    .docker
-                    .exec_detached(&container.id, start_command(start), WORKSPACE, Vec::new())
-                    .await?;
-            }
+            let began = std::time::Instant::now();
+            let started = self.start_container(rec, &container.id).await;
+            self.inner
+                .metrics
+                .container_started(started.is_ok(), began.elapsed());
+            started?;
         }
         if rec.status != Status::Running || rec.status_detail.is_some() {
             self.inner
                 .store
                 .set_status(&rec.id, Status::Running, None)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Starts the container, then the sandbox's own start command.
+    async fn start_container(
+        &self,
+        rec: &SandboxRecord,
+        container: &str,
+    ) -> Result<(), SandboxError> {
+        self.inner.docker.start(container).await?;
+        tracing::info!(sandbox = %rec.id, "container started");
+        if let Some(start) = &rec.start_cmd {
+            self.inner
+                .docker
+                .exec_detached(container, start_command(start), WORKSPACE, Vec::new())
                 .await?;
         }
         Ok(())

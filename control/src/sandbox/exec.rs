@@ -22,16 +22,18 @@ impl Sandboxes {
             output_limit: self.inner.settings.exec_output_limit,
         };
         let container = self.running_container(&rec).await?;
-        match self.inner.docker.exec(&container, &req).await {
+        let out = match self.inner.docker.exec(&container, &req).await {
             // The container stopped or vanished behind berth's back: converge, retry once.
             Err(DockerError::Api {
                 status: 404 | 409, ..
             }) => {
                 let container = self.wake_container(&rec.id).await?;
-                Ok(self.inner.docker.exec(&container, &req).await?)
+                self.inner.docker.exec(&container, &req).await?
             }
-            other => Ok(other?),
-        }
+            other => other?,
+        };
+        self.inner.metrics.exec_finished(out.duration);
+        Ok(out)
     }
 
     /// The id of the sandbox's running container, waking it if it sleeps.

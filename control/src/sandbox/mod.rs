@@ -20,6 +20,7 @@ use crate::config::Settings;
 use crate::docker::spec::{SpecContext, container_name};
 use crate::docker::{ContainerStatus, Docker, DockerError};
 use crate::memory::MemoryGauge;
+use crate::metrics::{Metrics, StopReason};
 use crate::store::{DesiredState, SandboxRecord, Status, Store, StoreError, now_ms};
 use crate::workspace::{Entry, FilesError, Workspaces};
 
@@ -74,6 +75,7 @@ pub(crate) struct Inner {
     pub locks: Locks,
     pub activity: Activity,
     pub memory: MemoryGauge,
+    pub metrics: Metrics,
 }
 
 /// The sandbox service; cheap to clone.
@@ -89,6 +91,7 @@ impl Sandboxes {
         settings: Arc<Settings>,
         instance_id: String,
         activity: Activity,
+        metrics: Metrics,
     ) -> Self {
         let spec = SpecContext {
             instance_id,
@@ -108,8 +111,13 @@ impl Sandboxes {
                 locks: Locks::default(),
                 activity,
                 memory,
+                metrics,
             }),
         }
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
     }
 
     pub fn settings(&self) -> &Settings {
@@ -236,7 +244,11 @@ impl Sandboxes {
         let rec = self.get(id).await?;
         let _guard = self.inner.locks.lock(&rec.id).await;
         let rec = self.get(&rec.id).await?;
+        let was_running = rec.desired_state == DesiredState::Running;
         self.stop_locked(&rec, None).await?;
+        if was_running {
+            self.inner.metrics.sandbox_stopped(StopReason::Api);
+        }
         Ok(self.inner.store.sandbox(&rec.id).await?)
     }
 
@@ -419,6 +431,9 @@ impl Sandboxes {
             match Box::pin(self.stop_locked(&rec, Some(why))).await {
                 Ok(()) => {
                     tracing::info!(sandbox = %rec.id, "{why}");
+                    self.inner
+                        .metrics
+                        .sandbox_stopped(StopReason::MemoryPressure);
                     stopped += 1;
                 }
                 Err(e) => {
@@ -454,6 +469,7 @@ impl Sandboxes {
             {
                 Ok(()) => {
                     tracing::info!(sandbox = %rec.id, idle_timeout_s = rec.idle_timeout_s, "stopped idle sandbox");
+                    self.inner.metrics.sandbox_stopped(StopReason::Idle);
                     stopped += 1;
                 }
                 Err(e) => {

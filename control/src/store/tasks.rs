@@ -159,6 +159,15 @@ impl Store {
         Ok(n)
     }
 
+    /// How many tasks there are in each status (for /metrics).
+    pub async fn task_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        Ok(
+            sqlx::query_as("SELECT status, COUNT(*) FROM tasks GROUP BY status ORDER BY status")
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
     pub async fn tasks_with_status(
         &self,
         status: TaskStatus,
