@@ -169,20 +169,22 @@ done
 
 echo
 echo "berth-edge benchmark — $(nproc) CPUs, wrk -t2 -c$CONNECTIONS -d${DURATION}s x $ROUNDS rounds, 1.4 KiB static file from nginx in a sandbox"
-for name in "${names[@]}"; do echo "$name|${RPS[$name]}|${P99[$name]}|${ERR[$name]}"; done | python3 -c '
+for name in "${names[@]}"; do echo "$name|${RPS[$name]}|${P99[$name]}|${ERR[$name]}"; done >"$WORK/rounds.txt"
+python3 - "$WORK/rounds.txt" <<'EOF'
 import statistics, sys
 rows = {}
-print(f"{\"proxy\":<12} {\"requests/s\":>12} {\"p99 ms\":>10} {\"errors\":>8}   (medians; each round)")
-for line in sys.stdin:
+print(f"{'proxy':<12} {'requests/s':>12} {'p99 ms':>10} {'errors':>8}   (medians; requests/s of each round)")
+for line in open(sys.argv[1]):
     name, rps, p99, err = line.strip().split("|")
-    rps = [float(x) for x in rps.split()]; p99 = [float(x) for x in p99.split()]
+    rps = [float(x) for x in rps.split()]
+    p99 = [float(x) for x in p99.split()]
     rows[name] = (statistics.median(rps), statistics.median(p99))
     each = " ".join(f"{r:.0f}" for r in rps)
     print(f"{name:<12} {rows[name][0]:>12.0f} {rows[name][1]:>10.2f} {err:>8}   [{each}]")
 e, n, c = rows["berth-edge"], rows["nginx"], rows["caddy"]
 print(f"edge/nginx requests/s {e[0]/n[0]:5.2f}  (target >= 1.00)   edge/nginx p99 {e[1]/n[1]:5.2f}  (target <= 1.00)")
 print(f"edge/caddy requests/s {e[0]/c[0]:5.2f}  (target >= 2.00)")
-'
+EOF
 
 echo
 echo "wake latency (5 rounds each, same container; raw = Docker API start + port poll)"
