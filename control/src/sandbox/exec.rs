@@ -1,39 +1,83 @@
 //! Running commands in a sandbox, waking it first when it sleeps.
 
+use std::future::Future;
+
 use super::request::ExecBody;
 use super::{SandboxError, Sandboxes};
+use crate::activity::Busy;
 use crate::docker::spec::container_name;
 use crate::docker::{DockerError, ExecOutput, ExecRequest};
 use crate::store::{DesiredState, SandboxRecord, Status};
 
+/// A validated command for a sandbox that is now marked busy (the reaper
+/// cannot stop it under the command while `busy` lives).
+pub(super) struct Prepared {
+    pub rec: SandboxRecord,
+    pub busy: Busy,
+    pub req: ExecRequest,
+}
+
 impl Sandboxes {
     /// Runs a command to completion (or its timeout) as the sandbox user.
     pub async fn exec(&self, id: &str, body: ExecBody) -> Result<ExecOutput, SandboxError> {
+        let limit = self.inner.settings.exec_output_limit;
+        let Prepared {
+            rec,
+            busy: _busy,
+            req,
+        } = self.prepare_exec(id, body, limit).await?;
+        let docker = &self.inner.docker;
+        let req = &req;
+        let out = self
+            .in_container(&rec, |c| async move { docker.exec(&c, req).await })
+            .await?;
+        self.inner.metrics.exec_finished(out.duration);
+        Ok(out)
+    }
+
+    /// Validates a command and finds its sandbox.
+    pub(super) async fn prepare_exec(
+        &self,
+        id: &str,
+        body: ExecBody,
+        output_limit: usize,
+    ) -> Result<Prepared, SandboxError> {
         let spec = body.validate(self.inner.settings.exec_timeout)?;
         let rec = self.get(id).await?;
-        // Busy from here: the reaper cannot stop the sandbox under the command.
-        let _busy = self.inner.activity.busy(&rec.id);
+        let busy = self.inner.activity.busy(&rec.id);
         let req = ExecRequest {
             cmd: spec.argv,
             cwd: Some(spec.cwd),
             env: spec.env,
             stdin: spec.stdin,
             timeout: spec.timeout,
-            output_limit: self.inner.settings.exec_output_limit,
+            output_limit,
         };
-        let container = self.running_container(&rec).await?;
-        let out = match self.inner.docker.exec(&container, &req).await {
-            // The container stopped or vanished behind berth's back: converge, retry once.
+        Ok(Prepared { rec, busy, req })
+    }
+
+    /// Runs `op` on the sandbox's running container (waking it if it
+    /// sleeps). When Docker says the container stopped or vanished behind
+    /// berth's back, the sandbox is converged and `op` tried once more.
+    pub(super) async fn in_container<T, F, Fut>(
+        &self,
+        rec: &SandboxRecord,
+        op: F,
+    ) -> Result<T, SandboxError>
+    where
+        F: Fn(String) -> Fut,
+        Fut: Future<Output = Result<T, DockerError>>,
+    {
+        let container = self.running_container(rec).await?;
+        match op(container).await {
             Err(DockerError::Api {
                 status: 404 | 409, ..
             }) => {
                 let container = self.wake_container(&rec.id).await?;
-                self.inner.docker.exec(&container, &req).await?
+                Ok(op(container).await?)
             }
-            other => other?,
-        };
-        self.inner.metrics.exec_finished(out.duration);
-        Ok(out)
+            other => Ok(other?),
+        }
     }
 
     /// The id of the sandbox's running container, waking it if it sleeps.

@@ -14,6 +14,7 @@ use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
+use super::exec::Prepared;
 use super::request::ExecBody;
 use super::{SandboxError, Sandboxes};
 use crate::activity::Busy;
@@ -45,29 +46,17 @@ impl Sandboxes {
         id: &str,
         body: ExecBody,
     ) -> Result<mpsc::Receiver<ExecEvent>, SandboxError> {
-        let spec = body.validate(self.inner.settings.exec_timeout)?;
-        let rec = self.get(id).await?;
-        let busy = self.inner.activity.busy(&rec.id);
-        let req = ExecRequest {
-            cmd: spec.argv,
-            cwd: Some(spec.cwd),
-            env: spec.env,
-            stdin: spec.stdin,
-            timeout: spec.timeout,
-            output_limit: 0,
-        };
+        // No output cap: the reader takes the output as it comes.
+        let Prepared { rec, busy, req } = self.prepare_exec(id, body, 0).await?;
         let began = Instant::now();
-        let container = self.running_container(&rec).await?;
-        let attached = match self.inner.docker.exec_attached(&container, &req).await {
-            // The container stopped or vanished behind berth's back: converge, retry once.
-            Err(DockerError::Api {
-                status: 404 | 409, ..
-            }) => {
-                let container = self.wake_container(&rec.id).await?;
-                self.inner.docker.exec_attached(&container, &req).await?
-            }
-            other => other?,
-        };
+        let docker = &self.inner.docker;
+        let request = &req;
+        let attached = self
+            .in_container(
+                &rec,
+                |c| async move { docker.exec_attached(&c, request).await },
+            )
+            .await?;
         let (tx, rx) = mpsc::channel(BACKLOG);
         tokio::spawn(pump(
             self.inner.docker.clone(),
