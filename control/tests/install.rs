@@ -238,20 +238,17 @@ async fn install_use_and_uninstall_leave_nothing_behind() {
     let (ok, out) = install.script("uninstall.sh", &["--all", "--yes"]);
     install.uninstalled = true;
     assert!(ok, "uninstall.sh failed:\n{out}");
-    let (_, left) = docker(&[
-        "ps",
-        "-aq",
-        "--filter",
-        &format!("label=berth.instance={instance}"),
-    ]);
-    assert_eq!(left, "", "sandboxes left");
-    let (_, stack) = docker(&[
-        "ps",
-        "-aq",
-        "--filter",
-        &format!("label=com.docker.compose.project=berthe2e{pid}"),
-    ]);
-    assert_eq!(stack, "", "stack containers left");
+    let labelled = |label: String| docker(&["ps", "-aq", "--filter", &format!("label={label}")]).1;
+    assert_eq!(
+        labelled(format!("berth.instance={instance}")),
+        "",
+        "sandboxes left"
+    );
+    assert_eq!(
+        labelled(format!("com.docker.compose.project=berthe2e{pid}")),
+        "",
+        "stack containers left"
+    );
     assert!(
         !docker(&["network", "inspect", &format!("berth-e2e-{pid}")]).0,
         "network left"

@@ -87,18 +87,23 @@ IP=$(docker inspect -f "{{(index .NetworkSettings.Networks \"$NETWORK\").IPAddre
 HOST="s-$ID-3000.preview.localhost"
 for _ in $(seq 100); do curl -sf -H "Host: $HOST" "http://127.0.0.1:$EDGE_PORT/" >/dev/null && break; sleep 0.1; done
 
-cat > "$WORK/nginx-proxy.conf" <<EOF
+# nginx as a reverse proxy to the same app, forwarding what the edge
+# forwards: start_nginx NAME 'listen …; [ssl_* …;]'
+start_nginx() {
+  local name=$1 server=$2 dir="$WORK/nginx-$1"
+  mkdir -p "$dir"
+  cat > "$dir/nginx.conf" <<EOF
 worker_processes auto;
-pid $WORK/nginx.pid;
-error_log $WORK/nginx-error.log warn;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
 events { worker_connections 4096; }
 http {
   access_log off;
-  client_body_temp_path $WORK/nb; proxy_temp_path $WORK/np;
-  fastcgi_temp_path $WORK/nf; uwsgi_temp_path $WORK/nu; scgi_temp_path $WORK/ns;
+  client_body_temp_path $dir/b; proxy_temp_path $dir/p;
+  fastcgi_temp_path $dir/f; uwsgi_temp_path $dir/u; scgi_temp_path $dir/s;
   upstream app { server $IP:3000; keepalive 128; }
   server {
-    listen 127.0.0.1:$NGINX_PORT;
+    $server
     location / {
       proxy_pass http://app;
       proxy_http_version 1.1;
@@ -109,8 +114,10 @@ http {
   }
 }
 EOF
-nginx -c "$WORK/nginx-proxy.conf" -g 'daemon off;' &
-pids+=($!)
+  nginx -c "$dir/nginx.conf" -g 'daemon off;' &
+  pids+=($!)
+}
+start_nginx http "listen 127.0.0.1:$NGINX_PORT;"
 cat > "$WORK/Caddyfile" <<EOF
 {
   admin off
@@ -222,27 +229,10 @@ BERTH_TLS=local BERTH_EDGE_DATA_DIR="$WORK/edge2" BERTH_EDGE_HTTPS_BIND="127.0.0
   BERTH_CONTROL_URL="$API" RUST_LOG=warn "$CARGO_TARGET_DIR/release/berth-edge" >"$WORK/edge2.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 100); do [ -s "$WORK/edge2/tls-local/key.pem" ] && curl -sf "http://127.0.0.1:$EDGE2_ADMIN/healthz" >/dev/null && break; sleep 0.1; done
-cat > "$WORK/nginx-tls.conf" <<EOF2
-worker_processes auto;
-pid $WORK/nginx-tls.pid;
-error_log $WORK/nginx-tls-error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $WORK/tb; proxy_temp_path $WORK/tp;
-  fastcgi_temp_path $WORK/tf; uwsgi_temp_path $WORK/tu; scgi_temp_path $WORK/ts;
-  upstream app { server $IP:3000; keepalive 128; }
-  server {
-    listen 127.0.0.1:$NGINX_TLS_PORT ssl;
+start_nginx https "listen 127.0.0.1:$NGINX_TLS_PORT ssl;
     ssl_certificate $WORK/edge2/tls-local/cert.pem;
     ssl_certificate_key $WORK/edge2/tls-local/key.pem;
-    ssl_protocols TLSv1.2 TLSv1.3;
-    location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_set_header Host \$host; }
-  }
-}
-EOF2
-nginx -c "$WORK/nginx-tls.conf" -g 'daemon off;' &
-pids+=($!)
+    ssl_protocols TLSv1.2 TLSv1.3;"
 sleep 1
 measure_tls() {
   wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency -H "Host: $HOST" "$@" >"$WORK/wrk.out" 2>&1
