@@ -70,6 +70,7 @@ docker build -q -t "$IMAGE" "$WORK/img" >/dev/null
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 API_PORT=$(free_port); EDGE_PORT=$(free_port); ADMIN_PORT=$(free_port); NGINX_PORT=$(free_port); CADDY_PORT=$(free_port)
+PLAIN_PORT=$(free_port); PLAIN_ADMIN=$(free_port)
 API="http://127.0.0.1:$API_PORT"
 
 BERTH_DATA_DIR="$WORK/data" BERTH_API_BIND="127.0.0.1:$API_PORT" BERTH_IMAGE="$IMAGE" \
@@ -78,7 +79,11 @@ pids+=($!)
 BERTH_EDGE_HTTP_BIND="127.0.0.1:$EDGE_PORT" BERTH_EDGE_ADMIN_BIND="127.0.0.1:$ADMIN_PORT" \
   BERTH_CONTROL_URL="$API" RUST_LOG=warn "$CARGO_TARGET_DIR/release/berth-edge" >"$WORK/edge.log" 2>&1 &
 pids+=($!)
-for _ in $(seq 100); do curl -sf "$API/healthz" >/dev/null && curl -sf "http://127.0.0.1:$ADMIN_PORT/healthz" >/dev/null && break; sleep 0.1; done
+# The same edge with its relay off: every request through Pingora's proxy loop.
+BERTH_EDGE_RELAY=false BERTH_EDGE_HTTP_BIND="127.0.0.1:$PLAIN_PORT" BERTH_EDGE_ADMIN_BIND="127.0.0.1:$PLAIN_ADMIN" \
+  BERTH_CONTROL_URL="$API" RUST_LOG=warn "$CARGO_TARGET_DIR/release/berth-edge" >"$WORK/edge-plain.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do curl -sf "$API/healthz" >/dev/null && curl -sf "http://127.0.0.1:$ADMIN_PORT/healthz" >/dev/null && curl -sf "http://127.0.0.1:$PLAIN_ADMIN/healthz" >/dev/null && break; sleep 0.1; done
 INSTANCE=$(curl -sf "$API/v1/info" | python3 -c 'import json,sys; print(json.load(sys.stdin)["instance_id"])')
 
 ID=bench$$
@@ -157,14 +162,14 @@ measure_direct() {
 }
 
 echo "warming up…" >&2
-for port in "$EDGE_PORT" "$NGINX_PORT" "$CADDY_PORT"; do
+for port in "$EDGE_PORT" "$PLAIN_PORT" "$NGINX_PORT" "$CADDY_PORT"; do
   wrk -t2 -c"$CONNECTIONS" -d2s -H "Host: $HOST" "http://127.0.0.1:$port/" >/dev/null 2>&1
 done
 # Two shared CPUs make single runs noisy: rounds interleave the proxies, and
 # the medians are compared.
 declare -A RPS P99 ERR
-names=(direct berth-edge nginx caddy)
-declare -A PORT=([berth-edge]=$EDGE_PORT [nginx]=$NGINX_PORT [caddy]=$CADDY_PORT)
+names=(direct berth-edge edge-no-relay nginx caddy)
+declare -A PORT=([berth-edge]=$EDGE_PORT [edge-no-relay]=$PLAIN_PORT [nginx]=$NGINX_PORT [caddy]=$CADDY_PORT)
 for round in $(seq "$ROUNDS"); do
   echo "round $round/$ROUNDS…" >&2
   for name in "${names[@]}"; do
@@ -180,17 +185,19 @@ for name in "${names[@]}"; do echo "$name|${RPS[$name]}|${P99[$name]}|${ERR[$nam
 python3 - "$WORK/rounds.txt" <<'EOF'
 import statistics, sys
 rows = {}
-print(f"{'proxy':<12} {'requests/s':>12} {'p99 ms':>10} {'errors':>8}   (medians; requests/s of each round)")
+print(f"{'proxy':<14} {'requests/s':>12} {'p99 ms':>10} {'errors':>8}   (medians; requests/s of each round)")
 for line in open(sys.argv[1]):
     name, rps, p99, err = line.strip().split("|")
     rps = [float(x) for x in rps.split()]
     p99 = [float(x) for x in p99.split()]
     rows[name] = (statistics.median(rps), statistics.median(p99))
     each = " ".join(f"{r:.0f}" for r in rps)
-    print(f"{name:<12} {rows[name][0]:>12.0f} {rows[name][1]:>10.2f} {err:>8}   [{each}]")
+    print(f"{name:<14} {rows[name][0]:>12.0f} {rows[name][1]:>10.2f} {err:>8}   [{each}]")
 e, n, c = rows["berth-edge"], rows["nginx"], rows["caddy"]
 print(f"edge/nginx requests/s {e[0]/n[0]:5.2f}  (target >= 1.00)   edge/nginx p99 {e[1]/n[1]:5.2f}  (target <= 1.00)")
 print(f"edge/caddy requests/s {e[0]/c[0]:5.2f}  (target >= 2.00)")
+p = rows["edge-no-relay"]
+print(f"relay on/off requests/s {e[0]/p[0]:5.2f}   p99 {e[1]/p[1]:5.2f}")
 EOF
 
 echo

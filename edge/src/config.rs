@@ -94,6 +94,12 @@ pub struct Config {
     #[arg(long, env = "BERTH_EDGE_WORK_STEALING", default_value_t = true, action = clap::ArgAction::Set)]
     pub work_stealing: bool,
 
+    /// Relay plain HTTP/1.1 GET and HEAD requests on the edge's own
+    /// keep-alive path (see docs/EDGE.md); `false` sends every request
+    /// through Pingora's proxy loop.
+    #[arg(long, env = "BERTH_EDGE_RELAY", default_value_t = true, action = clap::ArgAction::Set)]
+    pub relay: bool,
+
     /// Seconds open connections get to finish on SIGTERM (SIGINT stops at once).
     #[arg(long, env = "BERTH_EDGE_GRACE_PERIOD", default_value_t = 5)]
     pub grace_period: u64,
@@ -200,6 +206,7 @@ pub struct Settings {
     pub exposed_by_default: bool,
     pub threads: usize,
     pub work_stealing: bool,
+    pub relay: bool,
     pub grace_period: u64,
     pub https_bind: String,
     /// `None` when TLS is off.
@@ -326,6 +333,7 @@ impl Config {
                 .threads
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
             work_stealing: self.work_stealing,
+            relay: self.relay,
             grace_period: self.grace_period,
         })
     }

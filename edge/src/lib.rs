@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod pages;
 pub mod preview_auth;
 pub mod proxy;
+pub mod relay;
 pub mod routes;
 pub mod tls;
 pub mod wake;

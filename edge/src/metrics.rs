@@ -17,6 +17,7 @@ struct Inner {
     registry: Registry,
     requests: IntCounterVec,
     upstream_seconds: Histogram,
+    upstream_connections: IntCounterVec,
     wakes: IntCounterVec,
     wake_seconds: Histogram,
     routes: IntGaugeVec,
@@ -48,6 +49,13 @@ impl Metrics {
             )
             .buckets(LATENCY_BUCKETS.to_vec()),
         )?;
+        let upstream_connections = IntCounterVec::new(
+            Opts::new(
+                "upstream_requests_total",
+                "Requests sent to apps, by whether their connection was new or kept alive",
+            ),
+            &["connection"],
+        )?;
         let wakes = IntCounterVec::new(
             Opts::new("wakes_total", "Sandbox wakes, by result"),
             &["result"],
@@ -72,6 +80,7 @@ impl Metrics {
         registry.register(Box::new(renewals.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(upstream_seconds.clone()))?;
+        registry.register(Box::new(upstream_connections.clone()))?;
         registry.register(Box::new(wakes.clone()))?;
         registry.register(Box::new(wake_seconds.clone()))?;
         registry.register(Box::new(routes.clone()))?;
@@ -80,6 +89,7 @@ impl Metrics {
                 registry,
                 requests,
                 upstream_seconds,
+                upstream_connections,
                 wakes,
                 wake_seconds,
                 routes,
@@ -103,6 +113,13 @@ impl Metrics {
 
     pub fn upstream_answered(&self, elapsed: Duration) {
         self.inner.upstream_seconds.observe(elapsed.as_secs_f64());
+    }
+
+    pub fn upstream_connection(&self, reused: bool) {
+        self.inner
+            .upstream_connections
+            .with_label_values(&[if reused { "reused" } else { "new" }])
+            .inc();
     }
 
     pub fn wake_finished(&self, ok: bool, elapsed: Duration) {

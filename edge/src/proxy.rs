@@ -22,6 +22,7 @@ use crate::host;
 use crate::metrics::Metrics;
 use crate::pages::{self, Page};
 use crate::preview_auth::{self, PreviewAuth};
+use crate::relay::{Field, Outcome, Relay};
 use crate::routes::Routes;
 use crate::routes::rule::Request;
 use crate::wake::{self, Waker};
@@ -38,6 +39,7 @@ pub struct Edge {
     pub activity: Activity,
     pub auth: Arc<PreviewAuth>,
     pub metrics: Metrics,
+    pub relay: Arc<Relay>,
     pub unknown: Mutex<HashMap<String, Instant>>,
 }
 
@@ -242,10 +244,72 @@ impl Edge {
         match self.reach(&id, port, ctx.html).await {
             Ok(addr) => {
                 ctx.upstream = Some(addr);
-                Ok(false)
+                self.relay_or_proxy(session, ctx).await
             }
             Err(page) => self.respond(session, page).await,
         }
+    }
+
+    /// The upstream is chosen: the relay answers a plain GET or HEAD on
+    /// the edge's own keep-alive path; anything else, or a request whose
+    /// connection could not be made, goes to Pingora's proxy (`Ok(false)`).
+    async fn relay_or_proxy(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        let Some(addr) = ctx.upstream else {
+            return Ok(false);
+        };
+        if !self.settings.relay {
+            return Ok(false);
+        }
+        let Some(request) = Relay::request(session, &Self::forwarded(session, ctx)) else {
+            return Ok(false);
+        };
+        ctx.upstream_started = Some(Instant::now());
+        match self.relay.forward(session, addr, &request).await {
+            Ok(Outcome::Answered) => Ok(true),
+            Ok(Outcome::NotConnected) => Ok(false),
+            Err(e) => Err(e.into_pingora()),
+        }
+    }
+
+    /// The fields the edge sets on a request for an app, each replacing
+    /// the client's (`None` removes it): X-Forwarded-*, X-Real-IP, and the
+    /// cookie without the preview cookie.
+    fn forwarded(session: &Session, ctx: &Ctx) -> Vec<Field> {
+        let req = session.req_header();
+        let mut fields = Vec::with_capacity(5);
+        if let Some(client) = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip().to_string())
+        {
+            let chain = match req
+                .headers
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok())
+            {
+                Some(prior) => format!("{prior}, {client}"),
+                None => client.clone(),
+            };
+            fields.push(("x-forwarded-for", Some(chain)));
+            fields.push(("x-real-ip", Some(client)));
+        }
+        let proto = if ctx.tls { "https" } else { "http" };
+        fields.push(("x-forwarded-proto", Some(proto.to_string())));
+        if !ctx.host.is_empty() {
+            fields.push(("x-forwarded-host", Some(ctx.host.clone())));
+        }
+        if ctx.strip_cookie {
+            // The preview cookie is berth's, not the app's.
+            let kept: Vec<String> = req
+                .headers
+                .get_all("cookie")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .filter_map(|h| preview_auth::without_cookie(h, preview_auth::COOKIE))
+                .collect();
+            fields.push(("cookie", (!kept.is_empty()).then(|| kept.join("; "))));
+        }
+        fields
     }
 
     /// The address of a sandbox's port once it accepts connections: at once
@@ -455,7 +519,7 @@ impl ProxyHttp for Edge {
             if let Some(router) = table.router(&request, entrypoint, ctx.tls) {
                 if let Some(addr) = router.upstream {
                     ctx.upstream = Some(addr);
-                    return Ok(false);
+                    return self.relay_or_proxy(session, ctx).await;
                 }
                 let message = format!(
                     "Router `{}` matches, but its container is not running.",
@@ -499,40 +563,25 @@ impl ProxyHttp for Edge {
         upstream: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        if let Some(client) = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip().to_string())
-        {
-            let forwarded = match upstream
-                .headers
-                .get("x-forwarded-for")
-                .and_then(|v| v.to_str().ok())
-            {
-                Some(prior) => format!("{prior}, {client}"),
-                None => client.clone(),
-            };
-            upstream.insert_header("x-forwarded-for", forwarded)?;
-            upstream.insert_header("x-real-ip", client)?;
-        }
-        upstream.insert_header("x-forwarded-proto", if ctx.tls { "https" } else { "http" })?;
-        if !ctx.host.is_empty() {
-            upstream.insert_header("x-forwarded-host", ctx.host.as_str())?;
-        }
-        if ctx.strip_cookie {
-            // The preview cookie is berth's, not the app's.
-            let joined: Vec<String> = upstream
-                .headers
-                .get_all("cookie")
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .filter_map(|h| preview_auth::without_cookie(h, preview_auth::COOKIE))
-                .collect();
-            upstream.remove_header("cookie");
-            if !joined.is_empty() {
-                upstream.insert_header("cookie", joined.join("; "))?;
+        for (name, value) in Self::forwarded(session, ctx) {
+            upstream.remove_header(name);
+            if let Some(value) = value {
+                upstream.insert_header(name, value)?;
             }
         }
+        Ok(())
+    }
+
+    async fn connected_to_upstream(
+        &self,
+        _session: &mut Session,
+        reused: bool,
+        _peer: &HttpPeer,
+        _fd: std::os::unix::io::RawFd,
+        _digest: Option<&pingora::protocols::Digest>,
+        _ctx: &mut Ctx,
+    ) -> Result<()> {
+        self.metrics.upstream_connection(reused);
         Ok(())
     }
 

@@ -272,6 +272,84 @@ async fn streaming_responses_large_uploads_and_upstream_failures() {
 }
 
 #[tokio::test]
+async fn the_relay_keeps_connections_alive_and_passes_every_framing() {
+    let (c, edge) = stack(&[], &[]).await;
+    let id = app_sandbox(&c, json!({})).await;
+    let host = edge.preview_host(&id, 3000);
+    until_served(&edge, &host).await;
+    let errors = || edge.log_text().matches("ERROR").count();
+    let errors_before = errors();
+
+    // Sequential requests share kept-alive connections to the app.
+    let reused = r#"berth_edge_upstream_requests_total{connection="reused"}"#;
+    let before = edge.metric(reused).await;
+    for _ in 0..10 {
+        assert_eq!(edge.get_text(&host, "/").await.0, 200);
+    }
+    let now = edge.metric(reused).await - before;
+    assert!(now >= 8.0, "only {now} of 10 requests reused a connection");
+
+    // The client's connection fields stay with the client; a forwarded
+    // chain is extended.
+    let seen: Value = edge
+        .request(Method::GET, &host, "/headers")
+        .header("connection", "keep-alive, X-Secret")
+        .header("x-secret", "1")
+        .header("x-forwarded-for", "10.0.0.1")
+        .header("X-Custom-Case", "kept")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(seen.get("x-secret").is_none(), "{seen}");
+    assert!(seen.get("connection").is_none(), "{seen}");
+    assert_eq!(seen["x-forwarded-for"], "10.0.0.1, 127.0.0.1");
+    assert_eq!(seen["x-custom-case"], "kept");
+
+    // A chunked body arrives piece by piece and whole; trailers are dropped.
+    let mut chunked = edge.get(&host, "/chunked").await;
+    assert_eq!(chunked.status(), StatusCode::OK);
+    let first = chunked.chunk().await.unwrap().unwrap();
+    assert_eq!(&first[..], b"hello, ", "the first piece, alone (streamed)");
+    let mut rest = Vec::new();
+    while let Some(piece) = chunked.chunk().await.unwrap() {
+        rest.extend_from_slice(&piece);
+    }
+    assert_eq!(rest, b"chunked world");
+
+    // HEAD: the app's length, no body; 204: nothing.
+    let head = edge.request(Method::HEAD, &host, "/").send().await.unwrap();
+    assert_eq!(head.status(), StatusCode::OK);
+    let length = format!("hello from {id}").len().to_string();
+    assert_eq!(head.headers()["content-length"], length.as_str());
+    assert_eq!(
+        edge.get(&host, "/empty").await.status(),
+        StatusCode::NO_CONTENT
+    );
+
+    // An app that closes a kept-alive connection without saying so: the
+    // next request goes out again on a fresh connection, unnoticed.
+    for _ in 0..5 {
+        assert_eq!(edge.get_text(&host, "/bye").await, (200, "bye".to_string()));
+        assert_eq!(edge.get_text(&host, "/").await.0, 200);
+    }
+    // The same, with the close racing the request: the app reads the next
+    // request on the kept connection and closes it unanswered.
+    for _ in 0..5 {
+        assert_eq!(edge.get_text(&host, "/drop-next").await.0, 200);
+        assert_eq!(edge.get_text(&host, "/").await.0, 200);
+    }
+    assert_eq!(
+        errors(),
+        errors_before,
+        "new errors in the log:\n{}",
+        edge.log_text()
+    );
+}
+
+#[tokio::test]
 async fn a_private_sandbox_needs_a_token_then_a_cookie() {
     let (c, edge) = stack(&[], &[]).await;
     let id = app_sandbox(&c, json!({"public": false})).await;
