@@ -88,10 +88,11 @@ pub struct Config {
     #[arg(long, env = "BERTH_EDGE_THREADS")]
     pub threads: Option<usize>,
 
-    /// Let idle worker threads steal connections from busy ones (Tokio's
-    /// multi-threaded runtime); `false` pins each connection to one
-    /// single-threaded runtime, nginx-style.
-    #[arg(long, env = "BERTH_EDGE_WORK_STEALING", default_value_t = true, action = clap::ArgAction::Set)]
+    /// `false` (the default) pins each connection to one single-threaded
+    /// runtime, nginx-style: no wake-ups cross threads, which measured a
+    /// lower p99 (docs/EDGE.md). `true`: Tokio's multi-threaded runtime,
+    /// idle threads stealing work from busy ones.
+    #[arg(long, env = "BERTH_EDGE_WORK_STEALING", default_value_t = false, action = clap::ArgAction::Set)]
     pub work_stealing: bool,
 
     /// Relay plain HTTP/1.1 GET and HEAD requests on the edge's own

@@ -139,6 +139,10 @@ impl Waker {
     }
 }
 
+/// How long one attempt to connect to a waking app may take: on a local
+/// bridge an answer (accept or refusal) takes well under a millisecond.
+const CONNECT_ATTEMPT: Duration = Duration::from_millis(150);
+
 /// Polls `addr` until it accepts a TCP connection or `deadline` passes.
 pub async fn wait_for_port(addr: SocketAddr, deadline: Instant) -> bool {
     loop {
@@ -146,7 +150,10 @@ pub async fn wait_for_port(addr: SocketAddr, deadline: Instant) -> bool {
         if left.is_zero() {
             return false;
         }
-        let attempt = left.min(Duration::from_secs(1));
+        // A SYN sent while the container's network is still coming up is
+        // lost, and the kernel would resend it only after a second: retry
+        // soon instead, as a refusal would.
+        let attempt = left.min(CONNECT_ATTEMPT);
         if let Ok(Ok(_)) = tokio::time::timeout(attempt, TcpStream::connect(addr)).await {
             return true;
         }
