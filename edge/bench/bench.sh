@@ -78,11 +78,11 @@ BERTH_DATA_DIR="$WORK/data" BERTH_API_BIND="127.0.0.1:$API_PORT" BERTH_IMAGE="$I
 pids+=($!)
 BERTH_EDGE_HTTP_BIND="127.0.0.1:$EDGE_PORT" BERTH_EDGE_ADMIN_BIND="127.0.0.1:$ADMIN_PORT" \
   BERTH_CONTROL_URL="$API" RUST_LOG=warn "$CARGO_TARGET_DIR/release/berth-edge" >"$WORK/edge.log" 2>&1 &
-pids+=($!)
+pids+=($!); EDGE_PID=$!
 # The same edge with its relay off: every request through Pingora's proxy loop.
 BERTH_EDGE_RELAY=false BERTH_EDGE_HTTP_BIND="127.0.0.1:$PLAIN_PORT" BERTH_EDGE_ADMIN_BIND="127.0.0.1:$PLAIN_ADMIN" \
   BERTH_CONTROL_URL="$API" RUST_LOG=warn "$CARGO_TARGET_DIR/release/berth-edge" >"$WORK/edge-plain.log" 2>&1 &
-pids+=($!)
+pids+=($!); PLAIN_PID=$!
 for _ in $(seq 100); do curl -sf "$API/healthz" >/dev/null && curl -sf "http://127.0.0.1:$ADMIN_PORT/healthz" >/dev/null && curl -sf "http://127.0.0.1:$PLAIN_ADMIN/healthz" >/dev/null && break; sleep 0.1; done
 INSTANCE=$(curl -sf "$API/v1/info" | python3 -c 'import json,sys; print(json.load(sys.stdin)["instance_id"])')
 
@@ -120,9 +120,10 @@ http {
 }
 EOF
   nginx -c "$dir/nginx.conf" -g 'daemon off;' &
-  pids+=($!)
+  pids+=($!); NGINX_PID=$!
 }
 start_nginx http "listen 127.0.0.1:$NGINX_PORT;"
+NGINX_HTTP_PID=$NGINX_PID
 cat > "$WORK/Caddyfile" <<EOF
 {
   admin off
@@ -134,7 +135,7 @@ http://:$CADDY_PORT {
 }
 EOF
 caddy run --config "$WORK/Caddyfile" --adapter caddyfile >"$WORK/caddy.log" 2>&1 &
-pids+=($!)
+pids+=($!); CADDY_PID=$!
 sleep 1
 
 # wrk's --latency output -> "requests/s p99_ms errors"
@@ -146,19 +147,41 @@ rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
 m = re.search(r"99%\s+([\d.]+)(us|ms|s)", text)
 p99 = float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
 errors = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
-print(f"{rps:.0f} {p99:.2f} {errors.group(1) if errors else 0}")
+total = re.search(r"(\d+) requests in", text).group(1)
+print(f"{rps:.0f} {p99:.2f} {errors.group(1) if errors else 0} {total}")
 EOF
 }
 
+# CPU time (clock ticks) of processes and their children, all threads.
+cpu_ticks() {
+  local t=0 p task line f
+  for p in "$@" $(for m in "$@"; do pgrep -P "$m"; done); do
+    for task in /proc/"$p"/task/*/stat; do
+      line=$(cat "$task" 2>/dev/null) || continue
+      # After the command name (which may hold spaces): state is field 3,
+      # utime and stime fields 14 and 15.
+      read -r -a f <<<"${line##*) }"
+      t=$(( t + f[11] + f[12] ))
+    done
+  done
+  echo "$t"
+}
+
+# measure PORT PID -> "requests/s p99_ms errors cpu_us_per_request"
 measure() {
+  local before after
+  before=$(cpu_ticks "$2")
   wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency -H "Host: $HOST" "http://127.0.0.1:$1/" >"$WORK/wrk.out" 2>&1
-  parse_wrk "$WORK/wrk.out"
+  after=$(cpu_ticks "$2")
+  read -r rps p99 err total < <(parse_wrk "$WORK/wrk.out")
+  echo "$rps $p99 $err $(( (after - before) * 1000000 / $(getconf CLK_TCK) / (total > 0 ? total : 1) ))"
 }
 
 # The upstream without any proxy: the ceiling every proxy shares.
 measure_direct() {
   wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency "http://$IP:3000/" >"$WORK/wrk.out" 2>&1
-  parse_wrk "$WORK/wrk.out"
+  read -r rps p99 err _ < <(parse_wrk "$WORK/wrk.out")
+  echo "$rps $p99 $err 0"
 }
 
 echo "warming up…" >&2
@@ -167,35 +190,39 @@ for port in "$EDGE_PORT" "$PLAIN_PORT" "$NGINX_PORT" "$CADDY_PORT"; do
 done
 # Two shared CPUs make single runs noisy: rounds interleave the proxies, and
 # the medians are compared.
-declare -A RPS P99 ERR
+declare -A RPS P99 ERR CPU
 names=(direct berth-edge edge-no-relay nginx caddy)
 declare -A PORT=([berth-edge]=$EDGE_PORT [edge-no-relay]=$PLAIN_PORT [nginx]=$NGINX_PORT [caddy]=$CADDY_PORT)
+declare -A PID=([berth-edge]=$EDGE_PID [edge-no-relay]=$PLAIN_PID [nginx]=$NGINX_HTTP_PID [caddy]=$CADDY_PID)
 for round in $(seq "$ROUNDS"); do
   echo "round $round/$ROUNDS…" >&2
   for name in "${names[@]}"; do
-    if [ "$name" = direct ]; then read -r rps p99 err < <(measure_direct)
-    else read -r rps p99 err < <(measure "${PORT[$name]}"); fi
-    RPS[$name]+="$rps "; P99[$name]+="$p99 "; ERR[$name]=$(( ${ERR[$name]:-0} + err ))
+    if [ "$name" = direct ]; then read -r rps p99 err cpu < <(measure_direct)
+    else read -r rps p99 err cpu < <(measure "${PORT[$name]}" "${PID[$name]}"); fi
+    RPS[$name]+="$rps "; P99[$name]+="$p99 "; CPU[$name]+="$cpu "; ERR[$name]=$(( ${ERR[$name]:-0} + err ))
   done
 done
 
 echo
 echo "berth-edge benchmark — $(nproc) CPUs, wrk -t2 -c$CONNECTIONS -d${DURATION}s x $ROUNDS rounds, 1.4 KiB static file from nginx in a sandbox"
-for name in "${names[@]}"; do echo "$name|${RPS[$name]}|${P99[$name]}|${ERR[$name]}"; done >"$WORK/rounds.txt"
+for name in "${names[@]}"; do echo "$name|${RPS[$name]}|${P99[$name]}|${ERR[$name]}|${CPU[$name]}"; done >"$WORK/rounds.txt"
 python3 - "$WORK/rounds.txt" <<'EOF'
 import statistics, sys
 rows = {}
-print(f"{'proxy':<14} {'requests/s':>12} {'p99 ms':>10} {'errors':>8}   (medians; requests/s of each round)")
+print(f"{'proxy':<14} {'requests/s':>12} {'p99 ms':>10} {'CPU us/req':>11} {'errors':>8}   (medians; requests/s of each round)")
 for line in open(sys.argv[1]):
-    name, rps, p99, err = line.strip().split("|")
+    name, rps, p99, err, cpu = line.strip().split("|")
     rps = [float(x) for x in rps.split()]
     p99 = [float(x) for x in p99.split()]
-    rows[name] = (statistics.median(rps), statistics.median(p99))
+    cpu = statistics.median([float(x) for x in cpu.split()])
+    rows[name] = (statistics.median(rps), statistics.median(p99), cpu)
     each = " ".join(f"{r:.0f}" for r in rps)
-    print(f"{name:<14} {rows[name][0]:>12.0f} {rows[name][1]:>10.2f} {err:>8}   [{each}]")
+    shown = f"{cpu:.1f}" if cpu else "-"
+    print(f"{name:<14} {rows[name][0]:>12.0f} {rows[name][1]:>10.2f} {shown:>11} {err:>8}   [{each}]")
 e, n, c = rows["berth-edge"], rows["nginx"], rows["caddy"]
 print(f"edge/nginx requests/s {e[0]/n[0]:5.2f}  (target >= 1.00)   edge/nginx p99 {e[1]/n[1]:5.2f}  (target <= 1.00)")
-print(f"edge/caddy requests/s {e[0]/c[0]:5.2f}  (target >= 2.00)")
+print(f"edge/caddy requests/s {e[0]/c[0]:5.2f}  (target >= 2.00; ceiling here direct/caddy {rows['direct'][0]/c[0]:5.2f})")
+print(f"proxy CPU per request: caddy/edge {c[2]/e[2]:5.2f}   nginx/edge {n[2]/e[2]:5.2f}   (on cores of its own, a proxy's requests/s scale with 1/CPU)")
 p = rows["edge-no-relay"]
 print(f"relay on/off requests/s {e[0]/p[0]:5.2f}   p99 {e[1]/p[1]:5.2f}")
 EOF

@@ -197,15 +197,7 @@ impl Docker {
     /// the tree is walked in the host's /proc, which works when control shares
     /// the host's PID namespace (run on the host, or `pid: host` in Compose).
     pub async fn kill_exec(&self, exec_id: &str) {
-        let pid = match self.client().await {
-            Ok(client) => client.inspect_exec(exec_id).await.ok().and_then(|i| i.pid),
-            Err(_) => None,
-        };
-        let Some(pid) = pid.filter(|p| *p > 0) else {
-            tracing::warn!(
-                exec_id,
-                "could not find the process of a timed-out exec to kill it"
-            );
+        let Some(pid) = self.exec_pid(exec_id).await else {
             return;
         };
         let killed = crate::proctree::kill_tree(pid as i32);
@@ -216,5 +208,31 @@ impl Docker {
                 "a timed-out exec's process is not visible in /proc: run control in the host's PID namespace to kill it"
             );
         }
+    }
+
+    /// The host PID of a running exec. Right after an exec starts, Docker
+    /// may not report its PID yet: asked again for up to a second. `None`
+    /// when it has ended (nothing to kill) or cannot be found.
+    async fn exec_pid(&self, exec_id: &str) -> Option<i64> {
+        let client = self.client().await.ok()?;
+        let mut last_error = None;
+        for _ in 0..40 {
+            match client.inspect_exec(exec_id).await {
+                Ok(inspected) if inspected.running == Some(false) => return None,
+                Ok(inspected) => {
+                    if let Some(pid) = inspected.pid.filter(|p| *p > 0) {
+                        return Some(pid);
+                    }
+                }
+                Err(e) => last_error = Some(e.to_string()),
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        tracing::warn!(
+            exec_id,
+            error = last_error.as_deref().unwrap_or("no PID reported"),
+            "could not find the process of an exec to kill it"
+        );
+        None
     }
 }
