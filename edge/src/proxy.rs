@@ -257,13 +257,12 @@ impl Edge {
         let Some(addr) = ctx.upstream else {
             return Ok(false);
         };
-        if !self.settings.relay {
+        if !self.settings.relay || !Relay::takes(session) {
             return Ok(false);
         }
         let Some(request) = Relay::request(session, &Self::forwarded(session, ctx)) else {
             return Ok(false);
         };
-        ctx.upstream_started = Some(Instant::now());
         match self.relay.forward(session, addr, &request).await {
             Ok(Outcome::Answered) => Ok(true),
             Ok(Outcome::NotConnected) => Ok(false),

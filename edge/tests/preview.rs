@@ -39,12 +39,18 @@ async fn until_served(edge: &Edge, host: &str) {
     panic!("{host} was never served\n{}", edge.log_text());
 }
 
-#[tokio::test]
-async fn a_sandbox_port_is_routed_and_everything_else_is_a_404() {
+/// The stack with one app sandbox, served: (control, edge, its id, its host).
+async fn served_app() -> (Control, Edge, String, String) {
     let (c, edge) = stack(&[], &[]).await;
     let id = app_sandbox(&c, json!({})).await;
     let host = edge.preview_host(&id, 3000);
     until_served(&edge, &host).await;
+    (c, edge, id, host)
+}
+
+#[tokio::test]
+async fn a_sandbox_port_is_routed_and_everything_else_is_a_404() {
+    let (_c, edge, id, host) = served_app().await;
     assert_eq!(
         edge.get_text(&host, "/").await,
         (200, format!("hello from {id}"))
@@ -98,10 +104,7 @@ async fn a_sandbox_port_is_routed_and_everything_else_is_a_404() {
 
 #[tokio::test]
 async fn a_stopped_sandbox_wakes_on_its_first_request() {
-    let (c, edge) = stack(&[], &[]).await;
-    let id = app_sandbox(&c, json!({})).await;
-    let host = edge.preview_host(&id, 3000);
-    until_served(&edge, &host).await;
+    let (c, edge, id, host) = served_app().await;
     c.post(&format!("/v1/sandboxes/{id}/stop"), json!({})).await;
     assert_eq!(c.status_of(&id).await, "stopped");
 
@@ -273,10 +276,7 @@ async fn streaming_responses_large_uploads_and_upstream_failures() {
 
 #[tokio::test]
 async fn the_relay_keeps_connections_alive_and_passes_every_framing() {
-    let (c, edge) = stack(&[], &[]).await;
-    let id = app_sandbox(&c, json!({})).await;
-    let host = edge.preview_host(&id, 3000);
-    until_served(&edge, &host).await;
+    let (_c, edge, id, host) = served_app().await;
     let errors = || edge.log_text().matches("ERROR").count();
     let errors_before = errors();
 
@@ -428,10 +428,7 @@ async fn a_private_sandbox_needs_a_token_then_a_cookie() {
 
 #[tokio::test]
 async fn a_sandbox_whose_container_was_removed_is_recreated_on_request() {
-    let (c, edge) = stack(&[], &[]).await;
-    let id = app_sandbox(&c, json!({})).await;
-    let host = edge.preview_host(&id, 3000);
-    until_served(&edge, &host).await;
+    let (c, edge, id, host) = served_app().await;
     assert!(common::docker(&["rm", "-f", &c.container(&id)]).0);
     // The edge no longer sees a container; control still has the record.
     for _ in 0..100 {

@@ -150,13 +150,11 @@ impl Relay {
         &self.pool
     }
 
-    /// The request as the app gets it, when the relay can take it: an
-    /// HTTP/1.1 GET or HEAD with no body and no upgrade. The client's fields
-    /// are written as they came (their case kept), less the hop-by-hop ones
-    /// and those in `fields`, which the edge sets.
-    pub fn request(session: &Session, fields: &[Field]) -> Option<BytesMut> {
+    /// Whether the relay can take the request: an HTTP/1.1 GET or HEAD with
+    /// no body and no upgrade.
+    pub fn takes(session: &Session) -> bool {
         let req = session.req_header();
-        let plain = req.version == Version::HTTP_11
+        req.version == Version::HTTP_11
             && (req.method == Method::GET || req.method == Method::HEAD)
             && !session.is_http2()
             && !session.is_upgrade_req()
@@ -165,10 +163,17 @@ impl Relay {
                 .get("content-length")
                 .is_none_or(|v| v.as_bytes() == b"0")
             && !req.headers.contains_key("transfer-encoding")
-            && !req.headers.contains_key("expect");
+            && !req.headers.contains_key("expect")
+    }
+
+    /// The request as the app gets it (for one the relay `takes`). The
+    /// client's fields are written as they came (their case kept), less the
+    /// hop-by-hop ones and those in `fields`, which the edge sets. `None`
+    /// for a request target with bytes no target may hold (RFC 9112 §3.2).
+    pub fn request(session: &Session, fields: &[Field]) -> Option<BytesMut> {
+        let req = session.req_header();
         let path = req.raw_path();
-        // Bytes no request target may hold (RFC 9112 §3.2).
-        if !plain || path.iter().any(|b| matches!(b, 0 | b'\r' | b'\n' | b' ')) {
+        if path.iter().any(|b| matches!(b, 0 | b'\r' | b'\n' | b' ')) {
             return None;
         }
         // Fields the client's Connection names are hop-by-hop too.
