@@ -386,6 +386,7 @@ impl Edge {
         html: bool,
         budget: Duration,
     ) -> std::result::Result<SocketAddr, Page> {
+        let waiting = Instant::now();
         if !wake::wait_for_port(addr, deadline).await {
             if html {
                 return Err(Page::starting(id));
@@ -402,6 +403,7 @@ impl Edge {
                 message,
             ));
         }
+        tracing::debug!(sandbox = %id, port = addr.port(), ms = waiting.elapsed().as_millis() as u64, "the app accepts connections");
         self.waker.port_ready(id, addr.port());
         Ok(addr)
     }

@@ -249,7 +249,10 @@ impl Relay {
             {
                 Ok(head) => head,
                 // The app closed the kept connection meanwhile: a fresh one.
-                Err(e) if reused && e.stale() => continue,
+                Err(e) if reused && e.stale() => {
+                    tracing::debug!(%addr, error = %e, "a kept connection was closed under a request: resending it on a fresh one");
+                    continue;
+                }
                 Err(e) => return Err(e),
             };
             self.metrics.upstream_answered(started.elapsed());
