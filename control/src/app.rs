@@ -1,7 +1,6 @@
 //! Wiring: open the database, reach Docker, start the background loops and
 //! serve the API until shutdown.
 
-use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -44,10 +43,11 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
         path: settings.data_dir.display().to_string(),
         source,
     };
-    std::fs::create_dir_all(&settings.data_dir).map_err(data_dir_error)?;
-    // The database holds sandbox environments (API keys): keep it private.
-    std::fs::set_permissions(&settings.data_dir, std::fs::Permissions::from_mode(0o711))
-        .map_err(data_dir_error)?;
+    // The database holds sandbox environments (API keys) and the preview
+    // key: the data directory and what is in it are owner-only.
+    for path in crate::datadir::make_private(&settings.data_dir).map_err(data_dir_error)? {
+        tracing::warn!(path = %path.display(), "made owner-only (it was readable by other users)");
+    }
 
     let store = Store::open(&settings.data_dir.join("berth.db")).await?;
     let instance_id = store.instance_id().await?;

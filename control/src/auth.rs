@@ -1,5 +1,7 @@
 //! API tokens: parsed from `name:secret,name2:secret2`, checked in constant
-//! time, and never printed (only their names appear in logs).
+//! time, and never printed (only their names appear in logs). Each token
+//! has a role: the API tokens are admins; the edge's token opens only the
+//! edge's routes (`/v1/edge/…`).
 
 use std::fmt;
 
@@ -25,6 +27,18 @@ pub enum TokenError {
     DuplicateName(String),
 }
 
+/// What a token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Everything.
+    Admin,
+    /// berth-edge: only `/v1/edge/…`.
+    Edge,
+}
+
+/// The routes the edge's token opens.
+pub const EDGE_ROUTES: &str = "/v1/edge/";
+
 /// Why a request was not let in.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum AuthError {
@@ -32,20 +46,35 @@ pub enum AuthError {
     Missing,
     #[error("the bearer token is not valid")]
     Invalid,
+    #[error("token `{name}` may not use this route")]
+    Forbidden { name: String },
 }
 
 /// The caller a valid token belongs to, put in request extensions.
 #[derive(Debug, Clone)]
-pub struct Caller(pub String);
+pub struct Caller {
+    pub name: String,
+    pub role: Role,
+}
+
+impl Caller {
+    /// Whether this caller may use `path`.
+    pub fn may_use(&self, path: &str) -> bool {
+        match self.role {
+            Role::Admin => true,
+            Role::Edge => path.starts_with(EDGE_ROUTES),
+        }
+    }
+}
 
 #[derive(Clone, Default)]
 pub struct Tokens {
-    entries: Vec<(String, [u8; 32])>,
+    entries: Vec<(String, [u8; 32], Role)>,
 }
 
 impl fmt::Debug for Tokens {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let names: Vec<&str> = self.entries.iter().map(|(n, _)| n.as_str()).collect();
+        let names: Vec<&str> = self.entries.iter().map(|(n, _, _)| n.as_str()).collect();
         f.debug_struct("Tokens").field("names", &names).finish()
     }
 }
@@ -60,7 +89,7 @@ impl Tokens {
     }
 
     pub fn parse(raw: &str) -> Result<Self, TokenError> {
-        let mut entries: Vec<(String, [u8; 32])> = Vec::new();
+        let mut entries: Vec<(String, [u8; 32], Role)> = Vec::new();
         for (i, entry) in raw
             .split(',')
             .map(str::trim)
@@ -76,12 +105,26 @@ impl Tokens {
             if secret.chars().count() < MIN_SECRET_LEN {
                 return Err(TokenError::ShortSecret(name.to_string()));
             }
-            if entries.iter().any(|(existing, _)| existing == name) {
+            if entries.iter().any(|(existing, _, _)| existing == name) {
                 return Err(TokenError::DuplicateName(name.to_string()));
             }
-            entries.push((name.to_string(), digest(secret)));
+            entries.push((name.to_string(), digest(secret), Role::Admin));
         }
         Ok(Self { entries })
+    }
+
+    /// Adds the edge's token (named `edge`, role [`Role::Edge`]).
+    pub fn with_edge(mut self, secret: &str) -> Result<Self, TokenError> {
+        let name = berth_wire::roles::EDGE;
+        if secret.chars().count() < MIN_SECRET_LEN {
+            return Err(TokenError::ShortSecret(name.to_string()));
+        }
+        if self.entries.iter().any(|(existing, _, _)| existing == name) {
+            return Err(TokenError::DuplicateName(name.to_string()));
+        }
+        self.entries
+            .push((name.to_string(), digest(secret), Role::Edge));
+        Ok(self)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -90,12 +133,15 @@ impl Tokens {
 
     /// The name of the token matching `presented`. Every token is compared,
     /// each in constant time, so timing tells nothing about which matched.
-    pub fn verify(&self, presented: &str) -> Option<&str> {
+    pub fn verify(&self, presented: &str) -> Option<Caller> {
         let presented = digest(presented);
         let mut found = None;
-        for (name, secret) in &self.entries {
+        for (name, secret, role) in &self.entries {
             if bool::from(secret.ct_eq(&presented)) {
-                found = Some(name.as_str());
+                found = Some(Caller {
+                    name: name.clone(),
+                    role: *role,
+                });
             }
         }
         found
@@ -108,9 +154,7 @@ impl Tokens {
         if !scheme.eq_ignore_ascii_case("bearer") {
             return Err(AuthError::Invalid);
         }
-        self.verify(token.trim())
-            .map(|name| Caller(name.to_string()))
-            .ok_or(AuthError::Invalid)
+        self.verify(token.trim()).ok_or(AuthError::Invalid)
     }
 }
 
@@ -129,7 +173,10 @@ pub async fn require_token(
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     let caller = tokens.check_header(header)?;
-    tracing::Span::current().record("caller", caller.0.as_str());
+    tracing::Span::current().record("caller", caller.name.as_str());
+    if !caller.may_use(request.uri().path()) {
+        return Err(AuthError::Forbidden { name: caller.name }.into());
+    }
     request.extensions_mut().insert(caller);
     Ok(next.run(request).await)
 }
@@ -144,15 +191,15 @@ mod tests {
     #[test]
     fn parses_names_and_secrets() {
         let t = Tokens::parse(&format!("ci:{A}, ops:{B}")).unwrap();
-        assert_eq!(t.verify(A), Some("ci"));
-        assert_eq!(t.verify(B), Some("ops"));
-        assert_eq!(t.verify("nope"), None);
+        assert_eq!(t.verify(A).unwrap().name, "ci");
+        assert_eq!(t.verify(B).unwrap().name, "ops");
+        assert!(t.verify("nope").is_none());
     }
 
     #[test]
     fn secrets_may_contain_colons() {
         let t = Tokens::parse("ci:abc:def:ghi:jkl:mnop").unwrap();
-        assert_eq!(t.verify("abc:def:ghi:jkl:mnop"), Some("ci"));
+        assert_eq!(t.verify("abc:def:ghi:jkl:mnop").unwrap().name, "ci");
     }
 
     #[test]
@@ -181,13 +228,30 @@ mod tests {
             AuthError::Invalid
         );
         assert_eq!(
-            t.check_header(Some(&format!("bearer {A}"))).unwrap().0,
+            t.check_header(Some(&format!("bearer {A}"))).unwrap().name,
             "ci"
         );
         assert_eq!(
             t.check_header(Some("Bearer wrong")).unwrap_err(),
             AuthError::Invalid
         );
+    }
+
+    #[test]
+    fn the_edge_token_opens_only_the_edge_routes() {
+        let t = Tokens::parse(&format!("ci:{A}"))
+            .unwrap()
+            .with_edge(B)
+            .unwrap();
+        let edge = t.verify(B).unwrap();
+        assert_eq!(edge.role, Role::Edge);
+        assert!(edge.may_use("/v1/edge/bootstrap"));
+        assert!(edge.may_use("/v1/edge/sandboxes/x/wake"));
+        assert!(!edge.may_use("/v1/sandboxes/x/exec"));
+        assert!(!edge.may_use("/v1/edge"));
+        assert!(!edge.may_use("/metrics"));
+        assert!(t.verify(A).unwrap().may_use("/v1/sandboxes/x/exec"));
+        assert!(Tokens::none().with_edge("short").is_err());
     }
 
     #[test]

@@ -10,7 +10,11 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use berth_wire::Secret;
+
 use crate::auth::{TokenError, Tokens};
+use crate::cidr::{self, Cidr};
+use crate::store::Egress;
 use crate::units::{ByteSize, Headroom};
 
 #[derive(Debug, thiserror::Error)]
@@ -42,7 +46,46 @@ pub struct Config {
     /// API tokens, `name:secret,name2:secret2`. When set, every route but
     /// /healthz and /readyz needs `Authorization: Bearer <secret>`.
     #[arg(long, env = "BERTH_API_TOKENS", hide_env_values = true)]
-    pub api_tokens: Option<String>,
+    pub api_tokens: Option<Secret>,
+
+    /// The token berth-edge presents (16+ characters). It opens only the
+    /// edge's routes (`/v1/edge/…`: bootstrap, look-ups, wakes, activity).
+    #[arg(long, env = "BERTH_EDGE_TOKEN", hide_env_values = true)]
+    pub edge_token: Option<Secret>,
+
+    /// Default OCI runtime of sandboxes (`runsc` for gVisor); Docker's
+    /// default when empty. A sandbox may ask for another with `runtime`.
+    #[arg(long, env = "BERTH_RUNTIME", default_value = "")]
+    pub runtime: String,
+
+    /// Default egress of sandboxes: `open` (the internet, but not the host,
+    /// metadata or denied ranges) or `none` (no route out).
+    #[arg(long, env = "BERTH_EGRESS", default_value = "open")]
+    pub egress: String,
+
+    /// Networks sandboxes may not reach (comma-separated CIDRs); the host
+    /// itself is always refused.
+    #[arg(
+        long,
+        env = "BERTH_EGRESS_DENY",
+        default_value = "169.254.0.0/16,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,100.64.0.0/10,0.0.0.0/8,224.0.0.0/4,240.0.0.0/4,fe80::/10,fc00::/7"
+    )]
+    pub egress_deny: String,
+
+    /// Install the egress rules (iptables) at start. Off only where another
+    /// tool owns the host firewall.
+    #[arg(long, env = "BERTH_FIREWALL", default_value_t = true, action = clap::ArgAction::Set)]
+    pub firewall: bool,
+
+    /// First host uid given to sandboxes: each sandbox runs as its own uid
+    /// (and gid) from here up, skipping host accounts.
+    #[arg(long, env = "BERTH_SANDBOX_UID_BASE", default_value_t = 1_100_000)]
+    pub sandbox_uid_base: u32,
+
+    /// Where the host's `passwd` and `group` are (their uids are never given
+    /// to sandboxes); in a container, mount the host's there.
+    #[arg(long, env = "BERTH_HOST_ETC", default_value = "/etc")]
+    pub host_etc: PathBuf,
 
     /// Default sandbox image (any image whose command stays up works).
     #[arg(long, env = "BERTH_IMAGE", default_value = "berth-sandbox:latest")]
@@ -179,15 +222,24 @@ pub struct Settings {
     pub task_timeout: Duration,
     pub task_timeout_max: Duration,
     pub meminfo_path: PathBuf,
+    pub runtime: Option<String>,
+    pub egress: Egress,
+    pub egress_deny: Vec<Cidr>,
+    pub firewall: bool,
+    pub sandbox_uid_base: u32,
+    pub host_etc: PathBuf,
 }
 
 impl Config {
     /// Checks the settings and converts them; the error says what to change.
     pub fn validate(self) -> Result<Settings, ConfigError> {
-        let tokens = match self.api_tokens.as_deref() {
+        let mut tokens = match self.api_tokens.as_ref().map(Secret::expose) {
             Some(raw) if !raw.trim().is_empty() => Tokens::parse(raw)?,
             _ => Tokens::none(),
         };
+        if let Some(edge) = self.edge_token.as_ref().filter(|t| !t.is_empty()) {
+            tokens = tokens.with_edge(edge.expose())?;
+        }
         if tokens.is_empty() && !self.api_bind.ip().is_loopback() {
             return Err(ConfigError::OpenNonLoopbackBind(self.api_bind));
         }
@@ -252,7 +304,36 @@ impl Config {
         if self.network.is_empty() || self.image.is_empty() {
             return Err(invalid("BERTH_NETWORK and BERTH_IMAGE", "non-empty"));
         }
+        let egress = match self.egress.trim() {
+            "open" => Egress::Open,
+            "none" => Egress::None,
+            _ => return Err(invalid("BERTH_EGRESS", "open or none")),
+        };
+        let egress_deny =
+            cidr::parse_list(&self.egress_deny).map_err(|e| ConfigError::Invalid {
+                name: "BERTH_EGRESS_DENY",
+                what: format!("comma-separated CIDRs: {e}"),
+            })?;
+        let runtime = self.runtime.trim();
+        if !runtime
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        {
+            return Err(invalid("BERTH_RUNTIME", "a runtime name such as runsc"));
+        }
+        if self.sandbox_uid_base < 65_536 {
+            return Err(invalid(
+                "BERTH_SANDBOX_UID_BASE",
+                "at least 65536 (above the uids of host accounts)",
+            ));
+        }
         Ok(Settings {
+            runtime: Some(runtime.to_string()).filter(|r| !r.is_empty()),
+            egress,
+            egress_deny,
+            firewall: self.firewall,
+            sandbox_uid_base: self.sandbox_uid_base,
+            host_etc: self.host_etc,
             data_dir: self.data_dir,
             api_bind: self.api_bind,
             tokens,
@@ -336,6 +417,33 @@ mod tests {
         .validate()
         .unwrap();
         assert!(!s.tokens.is_empty());
+    }
+
+    #[test]
+    fn debug_output_never_shows_tokens() {
+        let config = parse(&[
+            "--api-tokens",
+            "ci:0123456789abcdef0123",
+            "--edge-token",
+            "edge-secret-0123456789",
+        ]);
+        let shown = format!("{config:?} {:?}", config.clone().validate().unwrap());
+        assert!(!shown.contains("0123456789abcdef0123"), "{shown}");
+        assert!(!shown.contains("edge-secret-0123456789"), "{shown}");
+    }
+
+    #[test]
+    fn egress_settings_are_checked() {
+        let s = parse(&[]).validate().unwrap();
+        assert_eq!(s.egress, Egress::Open);
+        assert!(
+            s.egress_deny
+                .iter()
+                .any(|c| c.contains("169.254.169.254".parse().unwrap()))
+        );
+        assert!(parse(&["--egress", "closed"]).validate().is_err());
+        assert!(parse(&["--egress-deny", "10.0.0.0/40"]).validate().is_err());
+        assert!(parse(&["--runtime", "run sc"]).validate().is_err());
     }
 
     #[test]

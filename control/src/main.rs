@@ -20,6 +20,8 @@ async fn main() -> std::process::ExitCode {
         }
     };
 
+    // Everything control creates (database, WAL, keys, homes) is owner-only.
+    berth_control::datadir::owner_only_umask();
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
     match app::run(settings, shutdown).await {

@@ -25,6 +25,11 @@ pub struct Report {
 /// One pass over every record and every container of this instance.
 pub async fn reconcile_once(sandboxes: &Sandboxes) -> Result<Report, SandboxError> {
     let mut report = Report::default();
+    // The networks and their egress rules first: rules another tool
+    // flushed come back within a pass.
+    if let Err(e) = sandboxes.prepare_networks(true).await {
+        tracing::warn!(error = %e, "reconcile: could not prepare the sandbox networks");
+    }
     let records = sandboxes.store().sandboxes().await?;
     for listed in &records {
         let _guard = sandboxes.locks().lock(&listed.id).await;

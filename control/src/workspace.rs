@@ -2,7 +2,9 @@
 //!
 //! Layout: `<data>/sandboxes/<id>/` is mounted as the sandbox's `/home/user`
 //! and holds `workspace/`, the root of the files API. Both are owned by the
-//! sandbox user (uid 1000).
+//! sandbox's own host uid (and gid), and nothing below `<data>/sandboxes`
+//! (mode 0700) is reachable by other host users. Files the API writes are
+//! given to the owner of the workspace.
 //!
 //! Control runs as root and the directories are written by untrusted code, so
 //! every path below a home directory is opened through `cap-std`: `..`,
@@ -10,14 +12,12 @@
 //! never by string checks alone.
 
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{PermissionsExt, fchown};
+use std::os::unix::fs::{MetadataExt, PermissionsExt, fchown, lchown};
 use std::path::{Component, Path, PathBuf};
 
 use cap_std::ambient_authority;
 use cap_std::fs::{Dir, OpenOptions};
 use serde::Serialize;
-
-use crate::docker::spec::SANDBOX_UID;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FilesError {
@@ -78,6 +78,10 @@ pub fn relative_path(raw: &str) -> Result<PathBuf, FilesError> {
     Ok(clean)
 }
 
+fn nix_is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
 fn kind_of(file_type: cap_std::fs::FileType) -> &'static str {
     if file_type.is_dir() {
         "dir"
@@ -90,13 +94,42 @@ fn kind_of(file_type: cap_std::fs::FileType) -> &'static str {
     }
 }
 
-/// Gives a path created by root to the sandbox user; a control that is not
-/// root cannot, and then the sandbox user must already own the data dir.
-fn give_to_sandbox_user(fd: &impl std::os::fd::AsFd) -> io::Result<()> {
-    match fchown(fd, Some(SANDBOX_UID), Some(SANDBOX_UID)) {
+/// A uid and gid.
+pub type Owner = (u32, u32);
+
+/// Gives a path created by root to the sandbox's user; a control that is
+/// not root cannot, and then the sandbox user must already own the data dir.
+fn give_to(fd: &impl std::os::fd::AsFd, (uid, gid): Owner) -> io::Result<()> {
+    match fchown(fd, Some(uid), Some(gid)) {
         Err(e) if e.kind() == io::ErrorKind::PermissionDenied => Ok(()),
         other => other,
     }
+}
+
+/// The owner of an open directory (directories are read through a plain
+/// handle: cap-std's `Dir` handles are O_PATH, which fstat takes but
+/// fchown refuses).
+fn owner_of(dir: &Dir) -> io::Result<Owner> {
+    let meta = dir.open(".")?.into_std().metadata()?;
+    Ok((meta.uid(), meta.gid()))
+}
+
+/// Gives a whole tree to `owner`, never following a symlink (links
+/// themselves are re-owned). Runs while the sandbox is stopped: nothing
+/// swaps paths under it.
+fn chown_tree(path: &Path, owner: Owner) -> io::Result<u64> {
+    let mut changed = 0;
+    let meta = std::fs::symlink_metadata(path)?;
+    if (meta.uid(), meta.gid()) != owner {
+        lchown(path, Some(owner.0), Some(owner.1))?;
+        changed += 1;
+    }
+    if meta.is_dir() {
+        for entry in std::fs::read_dir(path)? {
+            changed += chown_tree(&entry?.path(), owner)?;
+        }
+    }
+    Ok(changed)
 }
 
 impl Workspaces {
@@ -116,10 +149,13 @@ impl Workspaces {
     }
 
     /// Creates the home and workspace directories if missing (keeping what an
-    /// earlier sandbox with this id left). Returns whether the home was new.
-    pub fn ensure(&self, id: &str) -> Result<bool, FilesError> {
+    /// earlier sandbox with this id left), owned by `owner`, the home
+    /// owner-only. A home owned by someone else (made before sandboxes had
+    /// uids of their own) is given to `owner` whole; the sandbox is stopped
+    /// while this runs. Returns whether the home was new.
+    pub fn ensure(&self, id: &str, owner: Owner) -> Result<bool, FilesError> {
         std::fs::create_dir_all(&self.root)?;
-        std::fs::set_permissions(&self.root, std::fs::Permissions::from_mode(0o711))?;
+        std::fs::set_permissions(&self.root, std::fs::Permissions::from_mode(0o700))?;
         let home = self.home(id);
         let created = match std::fs::create_dir(&home) {
             Ok(()) => true,
@@ -128,12 +164,17 @@ impl Workspaces {
         };
         let home_dir = Dir::open_ambient_dir(&home, ambient_authority())?;
         if created {
-            give_to_sandbox_user(&home_dir.open(".")?)?;
+            give_to(&home_dir.open(".")?, owner)?;
+        } else if owner_of(&home_dir)? != owner && nix_is_root() {
+            let changed = chown_tree(&home, owner)?;
+            tracing::info!(sandbox = %id, uid = owner.0, files = changed, "gave an existing home to the sandbox's own uid");
+        }
+        let plain = home_dir.open(".")?.into_std();
+        if plain.metadata()?.mode() & 0o077 != 0 {
+            plain.set_permissions(std::fs::Permissions::from_mode(0o700))?;
         }
         match home_dir.create_dir("workspace") {
-            // Directories are chowned through a plain read handle: cap-std's
-            // `Dir` handles are O_PATH, which fchown refuses.
-            Ok(()) => give_to_sandbox_user(&home_dir.open("workspace")?)?,
+            Ok(()) => give_to(&home_dir.open("workspace")?, owner)?,
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(e.into()),
         }
@@ -221,8 +262,9 @@ impl Workspaces {
         } else {
             options.truncate(true);
         }
+        let owner = owner_of(&ws)?;
         let mut file = ws.open_with(&rel, &options).map_err(|e| map_io(e, path))?;
-        give_to_sandbox_user(&file)?;
+        give_to(&file, owner)?;
         file.write_all(content)?;
         file.flush()?;
         Ok(file.metadata()?.len())
@@ -248,13 +290,14 @@ impl Workspaces {
     }
 }
 
-/// Creates `rel` and its missing ancestors, each owned by the sandbox user.
+/// Creates `rel` and its missing ancestors, each owned by the workspace's owner.
 fn make_dirs(ws: &Dir, rel: &Path, shown: &str) -> Result<(), FilesError> {
+    let owner = owner_of(ws)?;
     let mut sofar = PathBuf::new();
     for part in rel.components() {
         sofar.push(part);
         match ws.create_dir(&sofar) {
-            Ok(()) => give_to_sandbox_user(&ws.open(&sofar).map_err(|e| map_io(e, shown))?)?,
+            Ok(()) => give_to(&ws.open(&sofar).map_err(|e| map_io(e, shown))?, owner)?,
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(map_io(e, shown)),
         }
@@ -317,7 +360,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("berth-ws-{}", ulid::Ulid::generate()));
         std::fs::create_dir_all(&dir).unwrap();
         let ws = Workspaces::new(&dir);
-        ws.ensure("s1").unwrap();
+        ws.ensure("s1", (1000, 1000)).unwrap();
         (ws, Tmp(dir))
     }
 
@@ -388,6 +431,6 @@ mod tests {
             Err(FilesError::InvalidPath { .. })
         ));
         // Ensuring the directories again does not follow the link either.
-        ws.ensure("s1").unwrap();
+        ws.ensure("s1", (1000, 1000)).unwrap();
     }
 }

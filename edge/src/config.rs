@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use berth_wire::Secret;
 use clap::{Parser, ValueEnum};
 
 use crate::tls::acme::{AcmeSettings, LETS_ENCRYPT, LETS_ENCRYPT_STAGING};
@@ -47,9 +48,10 @@ pub struct Config {
     )]
     pub control_url: String,
 
-    /// A token of control's BERTH_API_TOKENS (the secret part), when its auth is on.
+    /// The edge's token: control's BERTH_EDGE_TOKEN (it opens only the
+    /// edge's routes), when control's auth is on.
     #[arg(long, env = "BERTH_CONTROL_TOKEN", hide_env_values = true)]
-    pub control_token: Option<String>,
+    pub control_token: Option<Secret>,
 
     /// Domain of preview hosts: `s-<id>-<port>.preview.<domain>`.
     #[arg(long, env = "BERTH_PREVIEW_DOMAIN", default_value = "localhost")]
@@ -139,7 +141,7 @@ pub struct Config {
 
     /// Cloudflare API token with DNS edit rights.
     #[arg(long, env = "BERTH_CLOUDFLARE_API_TOKEN", hide_env_values = true)]
-    pub cloudflare_api_token: Option<String>,
+    pub cloudflare_api_token: Option<Secret>,
 
     /// Cloudflare's API (tests point it elsewhere).
     #[arg(
@@ -153,6 +155,12 @@ pub struct Config {
     /// Script run as `<script> present|cleanup <fqdn> <value>`.
     #[arg(long, env = "BERTH_DNS_EXEC")]
     pub dns_exec: Option<PathBuf>,
+
+    /// Names of the variables the DNS script is given besides PATH, HOME
+    /// and LANG (comma-separated): it never sees the edge's whole
+    /// environment.
+    #[arg(long, env = "BERTH_DNS_EXEC_ENV", default_value = "")]
+    pub dns_exec_env: String,
 
     /// pebble-challtestsrv's management URL.
     #[arg(long, env = "BERTH_CHALLTESTSRV_URL")]
@@ -196,7 +204,7 @@ pub struct Settings {
     pub http_bind: String,
     pub admin_bind: String,
     pub control_url: String,
-    pub control_token: Option<String>,
+    pub control_token: Option<Secret>,
     pub preview_domain: String,
     pub wake_timeout: Duration,
     pub starting_page_after: Duration,
@@ -287,6 +295,13 @@ impl Config {
                             .dns_exec
                             .clone()
                             .ok_or_else(|| missing("BERTH_DNS_EXEC"))?,
+                        env: self
+                            .dns_exec_env
+                            .split(',')
+                            .map(str::trim)
+                            .filter(|n| !n.is_empty())
+                            .map(String::from)
+                            .collect(),
                     },
                     Some(DnsProviderKind::Challtestsrv) => ProviderConfig::ChallTestSrv {
                         url: self

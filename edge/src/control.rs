@@ -1,10 +1,12 @@
-//! berth-control's API, as the edge uses it: wake a sandbox, look one up,
-//! report activity, fetch the preview key.
+//! berth-control's API, as the edge uses it (`/v1/edge/…`, the routes its
+//! scoped token opens): wake a sandbox, look one up, report activity, fetch
+//! the bootstrap (instance id and preview key).
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use base64::Engine;
+use berth_wire::Secret;
 use serde::Deserialize;
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -21,27 +23,33 @@ pub enum ControlError {
     Unreachable(String),
 }
 
-/// A sandbox as control describes it.
+/// A sandbox as control describes it to the edge.
 #[derive(Debug, Clone, Deserialize)]
 pub struct RemoteSandbox {
     pub ports: Vec<u16>,
-    #[serde(default = "yes")]
     pub public: bool,
+    /// Preview tokens must name it.
+    pub preview_generation: String,
 }
 
-fn yes() -> bool {
-    true
+/// What the edge learns from control once.
+#[derive(Clone)]
+pub struct Bootstrap {
+    /// The install whose containers this edge routes.
+    pub instance_id: String,
+    /// The key preview tokens are signed with.
+    pub preview_key: Vec<u8>,
 }
 
 #[derive(Clone)]
 pub struct Control {
     http: reqwest::Client,
     base: String,
-    token: Option<String>,
+    token: Option<Secret>,
 }
 
 impl Control {
-    pub fn new(base: &str, token: Option<String>, wake_timeout: Duration) -> Self {
+    pub fn new(base: &str, token: Option<Secret>, wake_timeout: Duration) -> Self {
         let http = reqwest::Client::builder()
             .timeout(wake_timeout + Duration::from_secs(5))
             .connect_timeout(Duration::from_secs(3))
@@ -57,7 +65,7 @@ impl Control {
     fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         let req = self.http.request(method, format!("{}{path}", self.base));
         match &self.token {
-            Some(t) => req.bearer_auth(t),
+            Some(t) => req.bearer_auth(t.expose()),
             None => req,
         }
     }
@@ -84,14 +92,17 @@ impl Control {
 
     /// Starts (wakes) a sandbox; returns once control reports it running.
     pub async fn start(&self, id: &str) -> Result<(), ControlError> {
-        self.send(self.request(reqwest::Method::POST, &format!("/v1/sandboxes/{id}/start")))
-            .await?;
+        self.send(self.request(
+            reqwest::Method::POST,
+            &format!("/v1/edge/sandboxes/{id}/wake"),
+        ))
+        .await?;
         Ok(())
     }
 
     pub async fn sandbox(&self, id: &str) -> Result<Option<RemoteSandbox>, ControlError> {
         match self
-            .send(self.request(reqwest::Method::GET, &format!("/v1/sandboxes/{id}")))
+            .send(self.request(reqwest::Method::GET, &format!("/v1/edge/sandboxes/{id}")))
             .await
         {
             Ok(resp) => resp
@@ -107,15 +118,15 @@ impl Control {
     pub async fn report_activity(&self, batch: &HashMap<String, i64>) -> Result<(), ControlError> {
         let body = serde_json::json!({ "sandboxes": batch });
         self.send(
-            self.request(reqwest::Method::POST, "/v1/activity")
+            self.request(reqwest::Method::POST, "/v1/edge/activity")
                 .json(&body),
         )
         .await?;
         Ok(())
     }
 
-    /// The key preview tokens are signed with.
-    pub async fn preview_key(&self) -> Result<Vec<u8>, ControlError> {
+    /// The instance id and the preview key.
+    pub async fn bootstrap(&self) -> Result<Bootstrap, ControlError> {
         let resp = self
             .send(self.request(reqwest::Method::GET, "/v1/edge/bootstrap"))
             .await?;
@@ -123,8 +134,17 @@ impl Control {
             .json()
             .await
             .map_err(|e| ControlError::Unreachable(e.to_string()))?;
-        base64::engine::general_purpose::STANDARD
+        let preview_key = base64::engine::general_purpose::STANDARD
             .decode(body["preview_key"].as_str().unwrap_or(""))
-            .map_err(|e| ControlError::Unreachable(format!("bad preview key: {e}")))
+            .map_err(|e| ControlError::Unreachable(format!("bad preview key: {e}")))?;
+        let instance_id = body["instance_id"]
+            .as_str()
+            .filter(|i| !i.is_empty())
+            .ok_or_else(|| ControlError::Unreachable("the bootstrap has no instance id".into()))?
+            .to_string();
+        Ok(Bootstrap {
+            instance_id,
+            preview_key,
+        })
     }
 }

@@ -17,7 +17,7 @@ use berth_edge::control::Control;
 use berth_edge::docker::Docker;
 use berth_edge::metrics::{Admin, Metrics};
 use berth_edge::preview_auth::PreviewAuth;
-use berth_edge::proxy::Edge;
+use berth_edge::proxy::{Edge, RateLimit};
 use berth_edge::relay::{Relay, Sweeper};
 use berth_edge::routes::Routes;
 use berth_edge::routes::watcher::Watcher;
@@ -37,6 +37,11 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// flushes at the end of every response, after every chunk of a chunked or
 /// close-delimited one and on every WebSocket frame.
 const CLIENT_WRITE_BUFFER: usize = 16 * 1024;
+
+/// Look-ups of sandboxes the route table does not know (control is asked):
+/// a scan of random preview hosts costs control at most this many calls.
+const LOOKUPS_PER_SECOND: f64 = 20.0;
+const LOOKUPS_BURST: f64 = 40.0;
 
 fn main() -> std::process::ExitCode {
     // Pingora logs through `log`; this subscriber takes those records too.
@@ -101,6 +106,7 @@ fn main() -> std::process::ExitCode {
         metrics: metrics.clone(),
         relay: relay.clone(),
         unknown: Mutex::new(HashMap::new()),
+        lookups: Mutex::new(RateLimit::new(LOOKUPS_PER_SECOND, LOOKUPS_BURST)),
     };
 
     let mut proxy =
@@ -144,6 +150,7 @@ fn main() -> std::process::ExitCode {
             docker,
             routes,
             metrics,
+            control: control.clone(),
         },
     );
     let reporter = background_service(

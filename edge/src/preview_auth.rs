@@ -2,32 +2,27 @@
 //! (`POST /v1/sandboxes/{id}/preview-token`), given once as `?berth_token=`
 //! and then kept in a cookie scoped to that preview host.
 //!
-//! Token format (defined in control's `preview_token`): `<payload>.<sig>`,
-//! base64url; payload `{"v":1,"sid","exp"}`, signature HMAC-SHA256 of the
-//! payload text under the instance's preview key.
+//! The token format is `berth_wire::token`. A token opens its sandbox only
+//! while it names the sandbox's current preview generation, read from
+//! control and believed for [`GENERATION_TTL`]: a re-created sandbox or a
+//! revocation voids older tokens within that time.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use hmac::{Hmac, KeyInit, Mac};
-use serde::Deserialize;
-use sha2::Sha256;
+use berth_wire::token;
 use tokio::sync::Mutex;
 
 use crate::control::Control;
 
-pub const QUERY_PARAM: &str = "berth_token";
-pub const COOKIE: &str = "berth_preview";
+pub use berth_wire::token::{COOKIE, QUERY_PARAM};
 
-#[derive(Deserialize)]
-struct Claims {
-    v: u8,
-    sid: String,
-    exp: i64,
-}
+/// How long a sandbox's preview generation is believed without asking control.
+pub const GENERATION_TTL: Duration = Duration::from_secs(2);
+/// Generations kept at most (a scan of random ids must not grow memory).
+const GENERATIONS_KEPT: usize = 10_000;
 
 fn now_s() -> i64 {
     std::time::SystemTime::now()
@@ -35,24 +30,26 @@ fn now_s() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
-/// The expiry of `token` if it is valid for sandbox `sid` under `key`.
-pub fn verify(key: &[u8], token: &str, sid: &str, now: i64) -> Option<i64> {
-    let (payload, sig) = token.split_once('.')?;
-    let sig = URL_SAFE_NO_PAD.decode(sig).ok()?;
-    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key).ok()?;
-    mac.update(payload.as_bytes());
-    mac.verify_slice(&sig).ok()?;
-    let claims: Claims = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()?;
-    (claims.v == 1 && claims.sid == sid && claims.exp > now).then_some(claims.exp)
+/// The expiry of `token` if it is valid for sandbox `sid` of `generation` under `key`.
+pub fn verify(key: &[u8], token: &str, sid: &str, generation: &str, now: i64) -> Option<i64> {
+    let claims = token::verify(key, token, now)?;
+    (claims.sid == sid && claims.generation == generation).then_some(claims.exp)
 }
 
-/// The value of cookie `name` in a `Cookie` header.
-pub fn cookie_value<'a>(header: &'a str, name: &str) -> Option<&'a str> {
-    header
-        .split(';')
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
+/// Every value of cookie `name` in `Cookie` headers: a sibling preview app
+/// may set a cookie of the same name on the parent domain, so one bad value
+/// must not hide a good one.
+pub fn cookie_values<'a>(
+    headers: impl Iterator<Item = &'a str>,
+    name: &'a str,
+) -> impl Iterator<Item = &'a str> {
+    headers.flat_map(move |header| {
+        header
+            .split(';')
+            .filter_map(|pair| pair.trim().split_once('='))
+            .filter(move |(k, _)| *k == name)
+            .map(|(_, v)| v)
+    })
 }
 
 /// A `Cookie` header without cookie `name` (`None` if nothing is left).
@@ -82,11 +79,13 @@ pub fn take_query_token(query: &str) -> (Option<String>, String) {
 }
 
 /// Verifies tokens with the key fetched from control (and refetched, at
-/// most every 30 s, when a token does not verify: the key may be new).
+/// most every 30 s, when a token does not verify: the key may be new) and
+/// the sandbox's preview generation.
 pub struct PreviewAuth {
     control: Control,
     key: ArcSwapOption<Vec<u8>>,
     fetched: Mutex<Option<Instant>>,
+    generations: std::sync::Mutex<HashMap<String, (Instant, String)>>,
 }
 
 impl PreviewAuth {
@@ -95,6 +94,7 @@ impl PreviewAuth {
             control,
             key: ArcSwapOption::empty(),
             fetched: Mutex::new(None),
+            generations: std::sync::Mutex::new(HashMap::new()),
         })
     }
 
@@ -106,9 +106,9 @@ impl PreviewAuth {
             return false;
         }
         *fetched = Some(Instant::now());
-        match self.control.preview_key().await {
-            Ok(key) => {
-                self.key.store(Some(Arc::new(key)));
+        match self.control.bootstrap().await {
+            Ok(boot) => {
+                self.key.store(Some(Arc::new(boot.preview_key)));
                 true
             }
             Err(e) => {
@@ -118,23 +118,79 @@ impl PreviewAuth {
         }
     }
 
-    /// The token's expiry if it opens sandbox `sid`.
-    pub async fn check(&self, token: &str, sid: &str) -> Option<i64> {
+    /// Sandbox `sid`'s current preview generation (`None`: no such sandbox,
+    /// or control could not say).
+    async fn generation(&self, sid: &str) -> Option<String> {
+        {
+            let kept = self
+                .generations
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if let Some((at, generation)) = kept.get(sid) {
+                if at.elapsed() < GENERATION_TTL {
+                    return Some(generation.clone());
+                }
+            }
+        }
+        let generation = match self.control.sandbox(sid).await {
+            Ok(Some(remote)) => remote.preview_generation,
+            Ok(None) => return None,
+            Err(e) => {
+                tracing::warn!(sandbox = %sid, error = %e, "could not read a sandbox's preview generation");
+                return None;
+            }
+        };
+        let mut kept = self
+            .generations
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if kept.len() >= GENERATIONS_KEPT {
+            kept.retain(|_, (at, _)| at.elapsed() < GENERATION_TTL);
+        }
+        if kept.len() < GENERATIONS_KEPT {
+            kept.insert(sid.to_string(), (Instant::now(), generation.clone()));
+        }
+        Some(generation)
+    }
+
+    /// The expiry of the first of `tokens` that opens sandbox `sid`.
+    pub async fn check_any<'a>(
+        &self,
+        tokens: impl IntoIterator<Item = &'a str>,
+        sid: &str,
+    ) -> Option<i64> {
+        let tokens: Vec<&str> = tokens.into_iter().take(8).collect();
+        if tokens.is_empty() {
+            return None;
+        }
         if self.key.load().is_none() {
             self.refetch().await;
         }
         let now = now_s();
-        if let Some(key) = self.key.load_full() {
-            if let Some(exp) = verify(&key, token, sid, now) {
-                return Some(exp);
-            }
+        let signed = |key: &[u8]| {
+            tokens
+                .iter()
+                .filter_map(|t| token::verify(key, t, now))
+                .filter(|c| c.sid == sid)
+                .collect::<Vec<_>>()
+        };
+        let mut claims = self.key.load_full().map(|k| signed(&k)).unwrap_or_default();
+        if claims.is_empty() && self.refetch().await {
+            claims = self.key.load_full().map(|k| signed(&k)).unwrap_or_default();
         }
-        if self.refetch().await {
-            if let Some(key) = self.key.load_full() {
-                return verify(&key, token, sid, now);
-            }
+        if claims.is_empty() {
+            return None;
         }
-        None
+        let generation = self.generation(sid).await?;
+        claims
+            .into_iter()
+            .find(|c| c.generation == generation)
+            .map(|c| c.exp)
+    }
+
+    /// The expiry of `token` if it opens sandbox `sid`.
+    pub async fn check(&self, token: &str, sid: &str) -> Option<i64> {
+        self.check_any([token], sid).await
     }
 
     pub fn seconds_left(exp: i64) -> i64 {
@@ -146,30 +202,22 @@ impl PreviewAuth {
 mod tests {
     use super::*;
 
-    fn mint(key: &[u8], sid: &str, exp: i64) -> String {
-        let payload = URL_SAFE_NO_PAD.encode(format!(r#"{{"v":1,"sid":"{sid}","exp":{exp}}}"#));
-        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key).unwrap();
-        mac.update(payload.as_bytes());
-        format!(
-            "{payload}.{}",
-            URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
-        )
-    }
-
     #[test]
-    fn tokens_open_only_their_sandbox_until_expiry() {
-        let t = mint(b"k", "abc", 100);
-        assert_eq!(verify(b"k", &t, "abc", 99), Some(100));
-        assert_eq!(verify(b"k", &t, "abd", 99), None);
-        assert_eq!(verify(b"k", &t, "abc", 100), None);
-        assert_eq!(verify(b"other", &t, "abc", 99), None);
+    fn tokens_open_only_their_sandbox_and_generation_until_expiry() {
+        let t = token::mint(b"k", "abc", "g1", 100);
+        assert_eq!(verify(b"k", &t, "abc", "g1", 99), Some(100));
+        assert_eq!(verify(b"k", &t, "abc", "g2", 99), None);
+        assert_eq!(verify(b"k", &t, "abd", "g1", 99), None);
+        assert_eq!(verify(b"k", &t, "abc", "g1", 100), None);
+        assert_eq!(verify(b"other", &t, "abc", "g1", 99), None);
     }
 
     #[test]
     fn cookies_and_queries() {
+        let headers = ["a=1; berth_preview=junk; b=2", "berth_preview=tok"];
         assert_eq!(
-            cookie_value("a=1; berth_preview=tok; b=2", COOKIE),
-            Some("tok")
+            cookie_values(headers.iter().copied(), COOKIE).collect::<Vec<_>>(),
+            vec!["junk", "tok"]
         );
         assert_eq!(
             without_cookie("a=1; berth_preview=tok; b=2", COOKIE).as_deref(),

@@ -30,6 +30,8 @@ use crate::wake::{self, Waker};
 /// How long control's "no such sandbox" is believed, so that random hosts
 /// do not each cost a call to control.
 const NEGATIVE_TTL: Duration = Duration::from_secs(2);
+/// Unknown ids remembered at most.
+const NEGATIVE_KEPT: usize = 10_000;
 
 pub struct Edge {
     pub settings: Arc<Settings>,
@@ -41,6 +43,50 @@ pub struct Edge {
     pub metrics: Metrics,
     pub relay: Arc<Relay>,
     pub unknown: Mutex<HashMap<String, Instant>>,
+    /// Look-ups of sandboxes the route table does not know: a scan of
+    /// random hosts may not turn into a stream of calls to control.
+    pub lookups: Mutex<RateLimit>,
+}
+
+/// A token bucket: `burst` calls at once, refilled at `per_second`.
+pub struct RateLimit {
+    tokens: f64,
+    at: Instant,
+    per_second: f64,
+    burst: f64,
+}
+
+impl RateLimit {
+    pub fn new(per_second: f64, burst: f64) -> Self {
+        Self {
+            tokens: burst,
+            at: Instant::now(),
+            per_second,
+            burst,
+        }
+    }
+
+    /// Takes one call if there is one left.
+    pub fn take(&mut self) -> bool {
+        let now = Instant::now();
+        let refill = now.duration_since(self.at).as_secs_f64() * self.per_second;
+        self.tokens = (self.tokens + refill).min(self.burst);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// What a look-up of a sandbox found.
+enum Described {
+    Found(Vec<u16>, bool),
+    Unknown,
+    /// Too many look-ups of unknown ids lately: not asked.
+    Limited,
 }
 
 #[derive(Default)]
@@ -102,24 +148,29 @@ impl Edge {
     /// Ports and visibility of a sandbox: from the route table, or from
     /// control when Docker knows no container for it (never created, or
     /// removed behind berth's back: control recreates it on wake).
-    async fn describe(
-        &self,
-        id: &str,
-    ) -> std::result::Result<Option<(Vec<u16>, bool)>, ControlError> {
+    async fn describe(&self, id: &str) -> std::result::Result<Described, ControlError> {
         if let Some(entry) = self.routes.load().sandbox(id) {
-            return Ok(Some((entry.ports.clone(), entry.public)));
+            return Ok(Described::Found(entry.ports.clone(), entry.public));
         }
         if self.recently_unknown(id) {
-            return Ok(None);
+            return Ok(Described::Unknown);
+        }
+        if !self
+            .lookups
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            return Ok(Described::Limited);
         }
         match self.control.sandbox(id).await? {
-            Some(remote) => Ok(Some((remote.ports, remote.public))),
+            Some(remote) => Ok(Described::Found(remote.ports, remote.public)),
             None => {
-                self.unknown
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .insert(id.to_string(), Instant::now());
-                Ok(None)
+                let mut unknown = self.unknown.lock().unwrap_or_else(PoisonError::into_inner);
+                if unknown.len() < NEGATIVE_KEPT {
+                    unknown.insert(id.to_string(), Instant::now());
+                }
+                Ok(Described::Unknown)
             }
         }
     }
@@ -166,18 +217,16 @@ impl Edge {
                 .await?;
             return Ok(true);
         }
-        let cookie = req
-            .headers
-            .get_all("cookie")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .find_map(|h| preview_auth::cookie_value(h, preview_auth::COOKIE).map(String::from));
-        match cookie {
-            Some(token) if self.auth.check(&token, id).await.is_some() => {
-                ctx.strip_cookie = true;
-                Ok(false)
-            }
-            _ => {
+        let cookies = preview_auth::cookie_values(
+            req.headers
+                .get_all("cookie")
+                .iter()
+                .filter_map(|v| v.to_str().ok()),
+            preview_auth::COOKIE,
+        );
+        match self.auth.check_any(cookies, id).await {
+            Some(_) => Ok(false),
+            None => {
                 self.respond(
                     session,
                     Page::new(401, "unauthorized", "Private preview", "This sandbox's preview is private: open it with a link that carries a preview token."),
@@ -196,14 +245,24 @@ impl Edge {
         port: u16,
     ) -> Result<bool> {
         let (ports, public) = match self.describe(&id).await {
-            Ok(Some(found)) => found,
-            Ok(None) => {
+            Ok(Described::Found(ports, public)) => (ports, public),
+            Ok(Described::Unknown) => {
                 return self
                     .respond(
                         session,
                         Page::not_found(format!("There is no sandbox `{id}` here.")),
                     )
                     .await;
+            }
+            Ok(Described::Limited) => {
+                let mut page = Page::new(
+                    503,
+                    "lookup_limited",
+                    "Too many requests for unknown sandboxes",
+                    format!("Sandbox `{id}` could not be looked up right now. Try again."),
+                );
+                page.retry_after = Some(1);
+                return self.respond(session, page).await;
             }
             Err(e) => {
                 return self
@@ -230,6 +289,9 @@ impl Edge {
         if !public && self.authorize(session, ctx, &id).await? {
             return Ok(true);
         }
+        // berth's credentials never reach an app, public or private.
+        ctx.strip_cookie = true;
+        Self::strip_query_token(session)?;
         ctx._open = Some(self.activity.open(&id));
         ctx.sandbox = Some(id.clone());
         ctx.port = port;
@@ -248,6 +310,34 @@ impl Edge {
             }
             Err(page) => self.respond(session, page).await,
         }
+    }
+
+    /// Removes `?berth_token=` from the request an app will see.
+    fn strip_query_token(session: &mut Session) -> Result<()> {
+        let uri = &session.req_header().uri;
+        let Some(query) = uri.query() else {
+            return Ok(());
+        };
+        let (token, rest) = preview_auth::take_query_token(query);
+        if token.is_none() {
+            return Ok(());
+        }
+        let path = uri.path();
+        let path_and_query = if rest.is_empty() {
+            path.to_string()
+        } else {
+            format!("{path}?{rest}")
+        };
+        // Scheme and authority (h2, absolute-form) stay as they were.
+        let mut parts = uri.clone().into_parts();
+        parts.path_and_query = Some(
+            http::uri::PathAndQuery::try_from(path_and_query)
+                .map_err(|e| Error::explain(ErrorType::InvalidHTTPHeader, e.to_string()))?,
+        );
+        let stripped = http::Uri::from_parts(parts)
+            .map_err(|e| Error::explain(ErrorType::InvalidHTTPHeader, e.to_string()))?;
+        session.req_header_mut().set_uri(stripped);
+        Ok(())
     }
 
     /// The upstream is chosen: the relay answers a plain GET or HEAD on
@@ -505,7 +595,9 @@ impl ProxyHttp for Edge {
         if self.settings.tls.is_some() && !ctx.tls {
             return self.redirect_to_https(session, &ctx.host).await;
         }
-        if let Some((id, port)) = host::parse_preview(&ctx.host, &self.settings.preview_domain) {
+        if let Some((id, port)) =
+            berth_wire::preview::parse(&ctx.host, &self.settings.preview_domain)
+        {
             return self.preview(session, ctx, id, port).await;
         }
         if self.settings.traefik {

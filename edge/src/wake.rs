@@ -75,6 +75,19 @@ impl Waker {
         watcher::refresh(&self.docker, &self.routes, container).await
     }
 
+    /// Whether Docker says sandbox `id`'s container runs (the route table
+    /// is refreshed from it on the way).
+    async fn runs_in_docker(&self, id: &str) -> bool {
+        if let Err(e) = watcher::refresh(&self.docker, &self.routes, &format!("berth-{id}")).await {
+            tracing::debug!(sandbox = %id, error = %e, "could not ask Docker before a wake");
+            return false;
+        }
+        self.routes
+            .load()
+            .sandbox(id)
+            .is_some_and(|e| e.ip.is_some())
+    }
+
     /// Wakes sandbox `id`, joining a wake already under way. The wake goes
     /// on even if the caller stops waiting.
     pub async fn wake(self: &Arc<Self>, id: &str) -> Result<(), ControlError> {
@@ -102,6 +115,19 @@ impl Waker {
 
     async fn run(self: Arc<Self>, id: String, tx: watch::Sender<Outcome>) {
         let began = Instant::now();
+        // The route table follows Docker's events and can lag them (a
+        // sandbox created or started a moment ago): ask Docker first. A
+        // sandbox that already runs needs no wake, and its ports must not
+        // be taken for warming (a port nothing listens on would hold
+        // requests for the whole wake timeout instead of answering 502).
+        if self.runs_in_docker(&id).await {
+            let _ = tx.send(Some(Ok(())));
+            self.inflight
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&id);
+            return;
+        }
         // Warming from now: the container may run (and be seen by the
         // watcher) well before its app listens.
         self.warming

@@ -275,6 +275,36 @@ async fn streaming_responses_large_uploads_and_upstream_failures() {
 }
 
 #[tokio::test]
+async fn a_request_racing_a_create_takes_no_dead_port_for_a_waking_one() {
+    // The route table lags Docker by an event: a request that arrives
+    // before the table knows a fresh sandbox must not treat it as woken
+    // (whose ports are waited for), or a port nothing listens on holds the
+    // request for the whole wake timeout (504) instead of a prompt 502.
+    // The edge is frozen while the sandbox is created and the requests
+    // are sent, so each request races the creation's events.
+    let (c, edge) = stack(&[], &[("BERTH_EDGE_WAKE_TIMEOUT", "20")]).await;
+    for round in 0..3 {
+        edge.signal("STOP");
+        let id = app_sandbox(&c, json!({"ports": [3000, 4000]})).await;
+        let dead = edge.preview_host(&id, 4000);
+        let started = std::time::Instant::now();
+        let pending = edge.request(Method::GET, &dead, "/").send();
+        let pending = tokio::spawn(pending);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        edge.signal("CONT");
+        let answer = pending.await.unwrap().unwrap();
+        assert_eq!(
+            (answer.status(), round),
+            (StatusCode::BAD_GATEWAY, round),
+            "after {:?}\n{}",
+            started.elapsed(),
+            edge.log_text()
+        );
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
+}
+
+#[tokio::test]
 async fn the_relay_keeps_connections_alive_and_passes_every_framing() {
     let (_c, edge, id, host) = served_app().await;
     let errors = || edge.log_text().matches("ERROR").count();

@@ -1,10 +1,11 @@
-//! Routes berth-edge uses: its bootstrap (the preview key) and batched
-//! activity reports. Guarded by the API tokens like every route.
+//! Routes berth-edge uses, all under `/v1/edge/` (the only ones its scoped
+//! token opens): its bootstrap (instance id and preview key), a sandbox's
+//! routing facts, wakes, and batched activity reports.
 
 use std::collections::HashMap;
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use base64::Engine;
 use serde::Deserialize;
@@ -24,6 +25,21 @@ pub async fn bootstrap(State(state): State<AppState>) -> Result<Json<Value>, Api
         "instance_id": state.sandboxes.instance_id(),
         "preview_domain": state.sandboxes.settings().preview_domain,
         "preview_key": base64::engine::general_purpose::STANDARD.encode(key),
+    })))
+}
+
+/// What the edge needs to route a sandbox: its ports, whether previews need
+/// a token, and the preview generation tokens must name.
+pub async fn sandbox(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let rec = state.sandboxes.get(&id).await?;
+    Ok(Json(json!({
+        "id": rec.id,
+        "ports": rec.ports.0,
+        "public": rec.public,
+        "preview_generation": rec.preview_generation,
     })))
 }
 

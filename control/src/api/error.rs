@@ -80,7 +80,14 @@ impl IntoResponse for ApiError {
 
 impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", e.to_string())
+        match e {
+            AuthError::Forbidden { .. } => {
+                Self::new(StatusCode::FORBIDDEN, "forbidden", e.to_string())
+            }
+            AuthError::Missing | AuthError::Invalid => {
+                Self::new(StatusCode::UNAUTHORIZED, "unauthorized", e.to_string())
+            }
+        }
     }
 }
 
@@ -142,6 +149,16 @@ impl From<SandboxError> for ApiError {
                 err.retry_after = Some(30);
                 err
             }
+            SandboxError::RuntimeMissing(..) => Self::new(
+                StatusCode::BAD_REQUEST,
+                "runtime_unavailable",
+                e.to_string(),
+            ),
+            SandboxError::Firewall(_) => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "firewall_unavailable",
+                e.to_string(),
+            ),
             SandboxError::Docker(d) => d.into(),
             SandboxError::Files(f) => f.into(),
             SandboxError::Store(s) => Self::internal(&s),

@@ -46,6 +46,7 @@ pub async fn info(State(state): State<AppState>) -> Json<serde_json::Value> {
         Ok(None) => json!({"present": false, "berth": null}),
         Err(_) => serde_json::Value::Null,
     };
+    let runtimes = state.docker.runtimes().await.ok();
     Json(json!({
         "version": env!("CARGO_PKG_VERSION"),
         "instance_id": state.sandboxes.instance_id(),
@@ -55,6 +56,15 @@ pub async fn info(State(state): State<AppState>) -> Json<serde_json::Value> {
         "default_image": s.image,
         "default_image_status": image,
         "preview_domain": s.preview_domain,
+        "isolation": {
+            "runtimes": runtimes,
+            "default_runtime": s.runtime,
+            "sandbox_uid_base": s.sandbox_uid_base,
+            "egress": {
+                "default": s.egress,
+                "firewall": state.sandboxes.firewall(),
+            },
+        },
         "limits": {
             "default_memory_bytes": s.default_memory,
             "max_memory_bytes": s.max_memory,

@@ -60,7 +60,8 @@ pub fn router(state: AppState, tokens: Tokens) -> Router {
         .route("/tasks/{task}/events", get(tasks::events))
         .route("/tasks/{task}/cancel", post(tasks::cancel))
         .route("/tasks/{task}/revert", post(tasks::revert))
-        .route("/preview-token", post(preview::mint));
+        .route("/preview-token", post(preview::mint))
+        .route("/preview-token/revoke", post(preview::revoke));
     let api = Router::new()
         .route("/sandbox", post(sandboxes::create))
         .route("/sandboxes", get(sandboxes::list))
@@ -73,6 +74,9 @@ pub fn router(state: AppState, tokens: Tokens) -> Router {
         .route("/v1/info", get(health::info))
         .route("/metrics", get(metrics::scrape))
         .route("/v1/edge/bootstrap", get(edge::bootstrap))
+        .route("/v1/edge/sandboxes/{id}", get(edge::sandbox))
+        .route("/v1/edge/sandboxes/{id}/wake", post(sandboxes::start))
+        .route("/v1/edge/activity", post(edge::activity))
         .route("/v1/activity", post(edge::activity))
         .route_layer(middleware::from_fn_with_state(tokens, require_token));
     Router::new()

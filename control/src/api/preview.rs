@@ -1,5 +1,6 @@
 //! `POST /v1/sandboxes/{id}/preview-token`: a signed token that opens a
-//! private sandbox's preview URLs.
+//! private sandbox's preview URLs; `…/preview-token/revoke` voids every
+//! token (and cookie) minted before.
 
 use std::collections::BTreeMap;
 
@@ -12,8 +13,8 @@ use super::extract::JsonBody;
 use super::sandboxes::preview_url;
 use super::time::rfc3339;
 use super::{ApiError, AppState};
-use crate::preview_token;
 use crate::store::now_ms;
+use berth_wire::token;
 
 /// Longest a preview token may live.
 const MAX_TTL_S: i64 = 30 * 86_400;
@@ -42,7 +43,7 @@ pub async fn mint(
         .await
         .map_err(|e| ApiError::internal(&e))?;
     let exp = now_ms() / 1000 + ttl;
-    let token = preview_token::mint(&key, &rec.id, exp);
+    let token = token::mint(&key, &rec.id, &rec.preview_generation, exp);
     let settings = state.sandboxes.settings();
     let urls: BTreeMap<String, String> = rec
         .ports
@@ -52,8 +53,9 @@ pub async fn mint(
             (
                 p.to_string(),
                 format!(
-                    "{}/?berth_token={token}",
-                    preview_url(settings, &rec.id, *p)
+                    "{}/?{}={token}",
+                    preview_url(settings, &rec.id, *p),
+                    token::QUERY_PARAM
                 ),
             )
         })
@@ -61,7 +63,22 @@ pub async fn mint(
     Ok(Json(json!({
         "token": token,
         "expires_at": rfc3339(exp * 1000),
-        "query_parameter": "berth_token",
+        "query_parameter": token::QUERY_PARAM,
         "urls": urls,
     })))
+}
+
+/// Voids every preview token of the sandbox (a new generation); the edge
+/// refuses them within a few seconds.
+pub async fn revoke(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let rec = state.sandboxes.get(&id).await?;
+    state
+        .store
+        .rotate_preview_generation(&rec.id)
+        .await
+        .map_err(|e| ApiError::internal(&e))?;
+    Ok(Json(json!({ "revoked": true })))
 }

@@ -15,7 +15,7 @@ use crate::config::Settings;
 use crate::docker::ContainerStatus;
 use crate::docker::spec::preview_host;
 use crate::sandbox::{CreateRequest, Sandboxes};
-use crate::store::{DesiredState, IdlePolicy, SandboxRecord, Status};
+use crate::store::{DesiredState, Egress, IdlePolicy, SandboxRecord, Status};
 use crate::units::ByteSize;
 
 /// A sandbox as clients see it.
@@ -39,6 +39,12 @@ pub struct SandboxView {
     pub idle_timeout_s: i64,
     pub idle_policy: IdlePolicy,
     pub public: bool,
+    pub egress: Egress,
+    /// The OCI runtime; absent for Docker's default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<String>,
+    /// The host uid (and gid) the sandbox runs as; `user` inside.
+    pub uid: Option<i64>,
     pub container_id: Option<String>,
     pub created_at: String,
     pub updated_at: String,
@@ -94,6 +100,9 @@ pub fn view(
         idle_timeout_s: rec.idle_timeout_s,
         idle_policy: rec.idle_policy,
         public: rec.public,
+        egress: rec.egress,
+        runtime: rec.runtime,
+        uid: rec.uid,
         container_id: rec.container_id,
         created_at: rfc3339(rec.created_at),
         updated_at: rfc3339(rec.updated_at),

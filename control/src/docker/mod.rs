@@ -22,9 +22,9 @@ use tokio::sync::OnceCell;
 
 pub use exec::{Attached, ExecOutput, ExecRequest};
 
-pub const LABEL_MANAGED: &str = "berth.managed";
-pub const LABEL_INSTANCE: &str = "berth.instance";
-pub const LABEL_SANDBOX: &str = "berth.sandbox.id";
+pub use berth_wire::labels::{
+    INSTANCE as LABEL_INSTANCE, MANAGED as LABEL_MANAGED, SANDBOX as LABEL_SANDBOX,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DockerError {
@@ -35,7 +35,7 @@ pub enum DockerError {
     #[error("a container named `{0}` already exists and is not this sandbox's")]
     NameTaken(String),
     #[error(
-        "network `{0}` exists but lets containers talk to each other (com.docker.network.bridge.enable_icc is not false); remove it or choose another BERTH_NETWORK"
+        "network `{0}` exists but is not the isolated network berth needs (containers may talk to each other, or its `internal` flag differs); remove it or choose another BERTH_NETWORK"
     )]
     NetworkNotIsolated(String),
     #[error("Docker refused ({status}): {message}")]
@@ -149,8 +149,16 @@ impl Docker {
         ))
     }
 
+    /// The OCI runtimes Docker offers (`runc`, and `runsc` where gVisor is
+    /// registered).
+    pub async fn runtimes(&self) -> Result<Vec<String>, DockerError> {
+        let info = self.client().await?.info().await?;
+        Ok(info.runtimes.unwrap_or_default().into_keys().collect())
+    }
+
     /// Makes sure the sandbox network exists as a bridge on which containers
-    /// cannot reach each other.
+    /// cannot reach each other (`internal`: nor anything beyond the host),
+    /// and returns the name of its Linux bridge.
     ///
     /// API 1.41 creates a second network of the same name when two creates
     /// race, so creation is serialised here and duplicates left by earlier
@@ -159,8 +167,9 @@ impl Docker {
         &self,
         name: &str,
         bridge: Option<&str>,
+        internal: bool,
         labels: HashMap<String, String>,
-    ) -> Result<(), DockerError> {
+    ) -> Result<String, DockerError> {
         let _serial = self.network_lock.lock().await;
         let client = self.client().await?;
         let mut found = self.networks_named(name).await?;
@@ -173,10 +182,10 @@ impl Docker {
                 .as_ref()
                 .and_then(|o| o.get("com.docker.network.bridge.enable_icc"))
                 .map(String::as_str);
-            if icc != Some("false") {
+            if icc != Some("false") || network.internal.unwrap_or(false) != internal {
                 return Err(DockerError::NetworkNotIsolated(name.to_string()));
             }
-            return Ok(());
+            return Ok(bridge_name(network));
         }
         let mut options = HashMap::from([(
             "com.docker.network.bridge.enable_icc".to_string(),
@@ -192,6 +201,7 @@ impl Docker {
             .create_network(NetworkCreateRequest {
                 name: name.to_string(),
                 driver: Some("bridge".into()),
+                internal: Some(internal),
                 options: Some(options),
                 labels: Some(labels),
                 ..Default::default()
@@ -199,13 +209,16 @@ impl Docker {
             .await?;
         tracing::info!(
             network = name,
-            "created the sandbox network (inter-container traffic off)"
+            internal,
+            "created a sandbox network (inter-container traffic off)"
         );
         let mut found = self.networks_named(name).await?;
         if found.len() > 1 {
             self.remove_duplicate_networks(&mut found).await;
         }
-        Ok(())
+        found.first().map(bridge_name).ok_or_else(|| {
+            DockerError::Unavailable(format!("network {name} vanished after its creation"))
+        })
     }
 
     /// Networks whose name is exactly `name`, oldest first.
@@ -401,4 +414,18 @@ impl Docker {
             })
             .collect())
     }
+}
+
+/// The Linux bridge of a bridge network: named in its options, else Docker's
+/// `br-<first 12 characters of its id>`.
+fn bridge_name(network: &bollard::models::Network) -> String {
+    network
+        .options
+        .as_ref()
+        .and_then(|o| o.get("com.docker.network.bridge.name"))
+        .cloned()
+        .unwrap_or_else(|| {
+            let id = network.id.as_deref().unwrap_or_default();
+            format!("br-{}", id.get(..12).unwrap_or(id))
+        })
 }

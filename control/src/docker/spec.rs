@@ -2,17 +2,14 @@
 //! hardening, limits, mounts and labels live here and nowhere else.
 
 use std::collections::HashMap;
-use std::path::Path;
 
 use bollard::models::{
     ContainerCreateBody, HostConfig, HostConfigLogConfig, RestartPolicy, RestartPolicyNameEnum,
 };
 
-use super::{LABEL_INSTANCE, LABEL_MANAGED, LABEL_SANDBOX};
-use crate::store::SandboxRecord;
+use crate::store::{Egress, SandboxRecord};
+use berth_wire::labels;
 
-/// The user every sandbox process runs as.
-pub const SANDBOX_UID: u32 = 1000;
 /// Where the sandbox's persistent home directory is mounted.
 pub const HOME: &str = "/home/user";
 /// The workspace, inside the home directory.
@@ -22,35 +19,47 @@ pub const WORKSPACE: &str = "/home/user/workspace";
 #[derive(Debug, Clone)]
 pub struct SpecContext {
     pub instance_id: String,
+    /// The network of sandboxes with egress (`open`).
     pub network: String,
+    /// The internal network of sandboxes without egress (`none`): no route
+    /// out, but the host (the edge) reaches their ports.
+    pub network_internal: String,
     pub preview_domain: String,
     pub tmp_size: u64,
     pub pids_limit: i64,
 }
 
-/// The Docker name of a sandbox's container.
-pub fn container_name(sandbox_id: &str) -> String {
-    format!("berth-{sandbox_id}")
-}
-
-/// The preview host of one port of a sandbox.
-pub fn preview_host(sandbox_id: &str, port: u16, domain: &str) -> String {
-    format!(
-        "s-{}-{port}.preview.{domain}",
-        sandbox_id.to_ascii_lowercase()
-    )
-}
+pub use berth_wire::container_name;
+pub use berth_wire::preview::host as preview_host;
 
 /// Labels: berth's own, and Traefik's so that a stock Traefik routes the
 /// sandbox's preview hosts too.
-pub fn labels(rec: &SandboxRecord, ctx: &SpecContext) -> HashMap<String, String> {
-    let mut labels = HashMap::from([
-        (LABEL_MANAGED.to_string(), "true".to_string()),
-        (LABEL_INSTANCE.to_string(), ctx.instance_id.clone()),
-        (LABEL_SANDBOX.to_string(), rec.id.clone()),
-        ("berth.public".to_string(), rec.public.to_string()),
+/// What a sandbox has on the host: its home (mounted at /home/user), its
+/// identity files (`passwd`, `group`, mounted read-only in /etc) and the uid
+/// (= gid) it runs as.
+#[derive(Debug, Clone)]
+pub struct HostSide {
+    pub home: std::path::PathBuf,
+    pub identity: std::path::PathBuf,
+    pub uid: u32,
+}
+
+/// The network a sandbox is attached to.
+pub fn network_of<'a>(rec: &SandboxRecord, ctx: &'a SpecContext) -> &'a str {
+    match rec.egress {
+        Egress::Open => &ctx.network,
+        Egress::None => &ctx.network_internal,
+    }
+}
+
+pub fn container_labels(rec: &SandboxRecord, ctx: &SpecContext) -> HashMap<String, String> {
+    let mut out = HashMap::from([
+        (labels::MANAGED.to_string(), "true".to_string()),
+        (labels::INSTANCE.to_string(), ctx.instance_id.clone()),
+        (labels::SANDBOX.to_string(), rec.id.clone()),
+        (labels::PUBLIC.to_string(), rec.public.to_string()),
         (
-            "berth.ports".to_string(),
+            labels::PORTS.to_string(),
             rec.ports
                 .0
                 .iter()
@@ -60,25 +69,25 @@ pub fn labels(rec: &SandboxRecord, ctx: &SpecContext) -> HashMap<String, String>
         ),
     ]);
     if !rec.ports.0.is_empty() {
-        labels.insert("traefik.enable".into(), "true".into());
-        labels.insert("traefik.docker.network".into(), ctx.network.clone());
+        out.insert("traefik.enable".into(), "true".into());
+        out.insert(labels::NETWORK.into(), network_of(rec, ctx).to_string());
     }
     for port in &rec.ports.0 {
         let name = format!("berth-{}-{port}", rec.id);
-        labels.insert(
+        out.insert(
             format!("traefik.http.routers.{name}.rule"),
             format!(
                 "Host(`{}`)",
                 preview_host(&rec.id, *port, &ctx.preview_domain)
             ),
         );
-        labels.insert(format!("traefik.http.routers.{name}.service"), name.clone());
-        labels.insert(
+        out.insert(format!("traefik.http.routers.{name}.service"), name.clone());
+        out.insert(
             format!("traefik.http.services.{name}.loadbalancer.server.port"),
             port.to_string(),
         );
     }
-    labels
+    out
 }
 
 /// Environment of the container: berth's variables, then the user's.
@@ -93,20 +102,33 @@ pub fn environment(rec: &SandboxRecord) -> Vec<String> {
     env
 }
 
-/// The full create request for a sandbox whose home is `home` on the host.
-pub fn container_spec(rec: &SandboxRecord, ctx: &SpecContext, home: &Path) -> ContainerCreateBody {
+/// The full create request for a sandbox placed on the host as `host`.
+pub fn container_spec(
+    rec: &SandboxRecord,
+    ctx: &SpecContext,
+    host: &HostSide,
+) -> ContainerCreateBody {
+    let uid = host.uid;
     // Owned by the sandbox user: Docker 20.10 forgets `mode=` when it
     // restarts a container, but keeps the owner.
     let tmpfs = HashMap::from([(
         "/tmp".to_string(),
         format!(
-            "rw,nosuid,nodev,size={},mode=1777,uid={SANDBOX_UID},gid={SANDBOX_UID}",
+            "rw,nosuid,nodev,size={},mode=1777,uid={uid},gid={uid}",
             ctx.tmp_size
         ),
     )]);
+    let identity = |name: &str| format!("{}:/etc/{name}:ro", host.identity.join(name).display());
+    let mut all_labels = container_labels(rec, ctx);
+    all_labels.insert(labels::UID.to_string(), uid.to_string());
     let host_config = HostConfig {
-        binds: Some(vec![format!("{}:{HOME}:rw", home.display())]),
-        network_mode: Some(ctx.network.clone()),
+        binds: Some(vec![
+            format!("{}:{HOME}:rw", host.home.display()),
+            identity("passwd"),
+            identity("group"),
+        ]),
+        network_mode: Some(network_of(rec, ctx).to_string()),
+        runtime: rec.runtime.clone(),
         cap_drop: Some(vec!["ALL".into()]),
         security_opt: Some(vec!["no-new-privileges:true".into()]),
         readonly_rootfs: Some(true),
@@ -137,10 +159,10 @@ pub fn container_spec(rec: &SandboxRecord, ctx: &SpecContext, home: &Path) -> Co
     ContainerCreateBody {
         image: Some(rec.image.clone()),
         hostname: Some(rec.id.chars().take(63).collect()),
-        user: Some(format!("{SANDBOX_UID}:{SANDBOX_UID}")),
+        user: Some(format!("{uid}:{uid}")),
         env: Some(environment(rec)),
         working_dir: Some(WORKSPACE.into()),
-        labels: Some(labels(rec, ctx)),
+        labels: Some(all_labels),
         host_config: Some(host_config),
         ..Default::default()
     }
@@ -188,6 +210,18 @@ mod tests {
             last_active_at: 0,
             keepalive_until: None,
             public: true,
+            preview_generation: "g".into(),
+            egress: Egress::Open,
+            runtime: None,
+            uid: Some(1_100_000),
+        }
+    }
+
+    fn host() -> HostSide {
+        HostSide {
+            home: "/data/sandboxes/abc".into(),
+            identity: "/data/identity/abc".into(),
+            uid: 1_100_000,
         }
     }
 
@@ -195,6 +229,7 @@ mod tests {
         SpecContext {
             instance_id: "inst".into(),
             network: "berth".into(),
+            network_internal: "berth-internal".into(),
             preview_domain: "example.com".into(),
             tmp_size: 1 << 20,
             pids_limit: 256,
@@ -203,7 +238,7 @@ mod tests {
 
     #[test]
     fn containers_are_hardened() {
-        let spec = container_spec(&record(), &ctx(), Path::new("/data/sandboxes/abc"));
+        let spec = container_spec(&record(), &ctx(), &host());
         let host = spec.host_config.unwrap();
         assert_eq!(host.cap_drop.unwrap(), vec!["ALL"]);
         assert_eq!(host.security_opt.unwrap(), vec!["no-new-privileges:true"]);
@@ -212,18 +247,29 @@ mod tests {
         assert_eq!(host.memory, Some(1 << 30));
         assert_eq!(host.memory_swap, Some(1 << 30));
         assert_eq!(host.nano_cpus, Some(500_000_000));
-        assert_eq!(spec.user.as_deref(), Some("1000:1000"));
-        assert!(host.tmpfs.unwrap()["/tmp"].contains("size=1048576"));
+        assert_eq!(spec.user.as_deref(), Some("1100000:1100000"));
+        let tmp = &host.tmpfs.unwrap()["/tmp"];
+        assert!(
+            tmp.contains("size=1048576") && tmp.contains("uid=1100000"),
+            "{tmp}"
+        );
         assert_eq!(
             host.binds.unwrap(),
-            vec!["/data/sandboxes/abc:/home/user:rw"]
+            vec![
+                "/data/sandboxes/abc:/home/user:rw",
+                "/data/identity/abc/passwd:/etc/passwd:ro",
+                "/data/identity/abc/group:/etc/group:ro",
+            ]
         );
+        assert_eq!(host.network_mode.as_deref(), Some("berth"));
+        assert_eq!(host.runtime, None);
+        assert_eq!(spec.labels.unwrap()["berth.uid"], "1100000");
         assert!(spec.env.unwrap().contains(&"KEY=v=1".to_string()));
     }
 
     #[test]
     fn labels_route_every_port_for_berth_and_traefik() {
-        let labels = labels(&record(), &ctx());
+        let labels = container_labels(&record(), &ctx());
         assert_eq!(labels["berth.managed"], "true");
         assert_eq!(labels["berth.instance"], "inst");
         assert_eq!(labels["berth.sandbox.id"], "abc");
@@ -240,10 +286,25 @@ mod tests {
     }
 
     #[test]
+    fn sandboxes_without_egress_join_the_internal_network_and_runtimes_pass_through() {
+        let mut rec = record();
+        rec.egress = Egress::None;
+        rec.runtime = Some("runsc".into());
+        let spec = container_spec(&rec, &ctx(), &host());
+        let host = spec.host_config.unwrap();
+        assert_eq!(host.network_mode.as_deref(), Some("berth-internal"));
+        assert_eq!(host.runtime.as_deref(), Some("runsc"));
+        assert_eq!(
+            spec.labels.unwrap()["traefik.docker.network"],
+            "berth-internal"
+        );
+    }
+
+    #[test]
     fn sandboxes_without_ports_are_still_labelled_as_berth_s() {
         let mut rec = record();
         rec.ports = Json(vec![]);
-        let labels = labels(&rec, &ctx());
+        let labels = container_labels(&rec, &ctx());
         assert_eq!(labels["berth.managed"], "true");
         assert!(!labels.contains_key("traefik.enable"));
     }

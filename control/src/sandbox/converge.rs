@@ -8,14 +8,14 @@
 use sha2::{Digest, Sha256};
 
 use super::{SandboxError, Sandboxes};
-use crate::docker::spec::{WORKSPACE, container_name, container_spec, start_command};
+use crate::docker::spec::{HostSide, WORKSPACE, container_name, container_spec, start_command};
 use crate::docker::{ContainerStatus, DockerError};
 use crate::store::{DesiredState, SandboxRecord, Status, now_ms};
 
 /// Label holding a digest of the container's spec and image: a stopped
 /// container whose digest is stale is recreated on wake, so upgrades of berth
 /// or of the image apply without touching the sandbox's files.
-const LABEL_SPEC: &str = "berth.spec";
+use berth_wire::labels::{SPEC as LABEL_SPEC, UID as LABEL_UID};
 
 /// Who asks for convergence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,6 +139,7 @@ impl Sandboxes {
             let ws = self.inner.workspaces.clone();
             let id = rec.id.clone();
             super::blocking(move || ws.remove(&id)).await?;
+            self.forget_identity(&rec.id).await;
         }
         self.inner.store.delete_sandbox(&rec.id).await?;
         self.inner.activity.forget(&rec.id);
@@ -152,13 +153,28 @@ impl Sandboxes {
         let name = container_name(&rec.id);
         let existing = self.inner.docker.inspect(&name).await?;
         let image_id = self.inner.docker.image_id(&rec.image).await?;
+        let uid = self.uid_of(&rec.id).await?;
+        let host = self.host_side(&rec.id, uid);
         if let Some(c) = existing {
             if !self.is_ours(&c, &rec.id) {
                 return Err(DockerError::NameTaken(name).into());
             }
-            let fresh = image_id.as_deref().map(|img| self.spec_digest(rec, img));
+            let fresh = image_id
+                .as_deref()
+                .map(|img| self.spec_digest(rec, &host, img));
             let stale = fresh.is_some() && c.labels.get(LABEL_SPEC) != fresh.as_ref();
-            if c.running || !stale {
+            // Made before sandboxes had uids of their own (or for another
+            // uid): it shares a uid with other sandboxes, so it is replaced
+            // even while it runs (its home is handed over below).
+            let foreign_uid = c.labels.get(LABEL_UID) != Some(&uid.to_string());
+            if foreign_uid && c.running {
+                tracing::info!(sandbox = %rec.id, uid, "replacing a container that runs under a shared uid");
+                self.inner
+                    .docker
+                    .stop(&c.id, self.inner.settings.stop_timeout)
+                    .await?;
+            }
+            if !foreign_uid && (c.running || !stale) {
                 // A crash between Docker's create and the record's update
                 // leaves the record without the id: adopt the container.
                 if rec.container_id.as_deref() != Some(c.id.as_str()) {
@@ -177,22 +193,16 @@ impl Sandboxes {
         };
         let ws = self.inner.workspaces.clone();
         let id = rec.id.clone();
-        super::blocking(move || ws.ensure(&id).map(|_| ())).await?;
-        let labels = crate::docker::spec::labels(rec, &self.inner.spec)
-            .into_iter()
-            .filter(|(k, _)| k.starts_with("berth."))
-            .collect();
-        self.inner
-            .docker
-            .ensure_network(
-                &self.inner.spec.network,
-                self.inner.settings.network_bridge.as_deref(),
-                labels,
-            )
-            .await?;
-        let mut spec = container_spec(rec, &self.inner.spec, &self.inner.workspaces.home(&rec.id));
+        let identity = host.identity.clone();
+        super::blocking(move || {
+            ws.ensure(&id, (uid, uid))?;
+            crate::uids::write_identity(&identity, uid).map_err(crate::workspace::FilesError::Io)
+        })
+        .await?;
+        self.prepare_networks(false).await?;
+        let mut spec = container_spec(rec, &self.inner.spec, &host);
         if let Some(labels) = spec.labels.as_mut() {
-            labels.insert(LABEL_SPEC.into(), self.spec_digest(rec, &image_id));
+            labels.insert(LABEL_SPEC.into(), self.spec_digest(rec, &host, &image_id));
         }
         let container_id = self.inner.docker.create_container(&name, spec).await?;
         self.inner
@@ -211,8 +221,8 @@ impl Sandboxes {
     }
 
     /// A digest of everything the container is made from.
-    fn spec_digest(&self, rec: &SandboxRecord, image_id: &str) -> String {
-        let spec = container_spec(rec, &self.inner.spec, &self.inner.workspaces.home(&rec.id));
+    fn spec_digest(&self, rec: &SandboxRecord, host: &HostSide, image_id: &str) -> String {
+        let spec = container_spec(rec, &self.inner.spec, host);
         // Through serde_json::Value, maps are ordered: the digest is stable.
         let canonical = serde_json::to_value(&spec)
             .map(|v| v.to_string())

@@ -12,13 +12,15 @@ mod exec_stream;
 mod locks;
 pub mod request;
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::activity::Activity;
 use crate::config::Settings;
-use crate::docker::spec::{SpecContext, container_name};
+use crate::docker::spec::{HostSide, SpecContext, container_name};
 use crate::docker::{ContainerStatus, Docker, DockerError};
+use crate::firewall::{Firewall, FirewallStatus};
 use crate::memory::MemoryGauge;
 use crate::metrics::{Metrics, StopReason};
 use crate::store::{DesiredState, SandboxRecord, Status, Store, StoreError, now_ms};
@@ -48,6 +50,17 @@ pub enum SandboxError {
          and no idle sandbox could be stopped to make room; retry later"
     )]
     Capacity { available_mb: u64, headroom_mb: u64 },
+    #[error(
+        "runtime `{0}` is not registered with this Docker host (it offers: {1}); for gVisor run \
+         `./install.sh --runtime gvisor`, which installs runsc and registers it in /etc/docker/daemon.json"
+    )]
+    RuntimeMissing(String, String),
+    #[error(
+        "the sandbox firewall could not be installed, so sandboxes could reach the host and private \
+         networks; nothing is started until it is ({0}). Set BERTH_FIREWALL=false only where another \
+         tool guards sandbox egress"
+    )]
+    Firewall(String),
     #[error(transparent)]
     Docker(#[from] DockerError),
     #[error(transparent)]
@@ -69,6 +82,9 @@ impl From<StoreError> for SandboxError {
 pub(crate) struct Inner {
     pub store: Store,
     pub docker: Docker,
+    pub firewall: Firewall,
+    /// uids and gids of host accounts in the sandbox range: never handed out.
+    pub host_ids: BTreeSet<i64>,
     pub workspaces: Workspaces,
     pub settings: Arc<Settings>,
     pub spec: SpecContext,
@@ -93,9 +109,16 @@ impl Sandboxes {
         activity: Activity,
         metrics: Metrics,
     ) -> Self {
+        let firewall = Firewall::new(
+            &instance_id,
+            settings.egress_deny.clone(),
+            settings.firewall,
+        );
+        let host_ids = crate::uids::host_ids(&settings.host_etc, settings.sandbox_uid_base);
         let spec = SpecContext {
             instance_id,
             network: settings.network.clone(),
+            network_internal: format!("{}-internal", settings.network),
             preview_domain: settings.preview_domain.clone(),
             tmp_size: settings.tmp_size,
             pids_limit: settings.pids_limit,
@@ -105,6 +128,8 @@ impl Sandboxes {
             inner: Arc::new(Inner {
                 store,
                 docker,
+                firewall,
+                host_ids,
                 workspaces: Workspaces::new(&settings.data_dir),
                 settings,
                 spec,
@@ -122,6 +147,73 @@ impl Sandboxes {
 
     pub fn settings(&self) -> &Settings {
         &self.inner.settings
+    }
+
+    pub fn firewall(&self) -> FirewallStatus {
+        self.inner.firewall.status()
+    }
+
+    /// Makes sure both sandbox networks exist and the egress rules guard
+    /// their bridges. `reapply`: install the rules even if nothing changed
+    /// (the reconciler does, so rules another tool flushed come back).
+    pub async fn prepare_networks(&self, reapply: bool) -> Result<(), SandboxError> {
+        let labels = std::collections::HashMap::from([
+            (crate::docker::LABEL_MANAGED.to_string(), "true".to_string()),
+            (
+                crate::docker::LABEL_INSTANCE.to_string(),
+                self.inner.spec.instance_id.clone(),
+            ),
+        ]);
+        let open = self
+            .inner
+            .docker
+            .ensure_network(
+                &self.inner.spec.network,
+                self.inner.settings.network_bridge.as_deref(),
+                false,
+                labels.clone(),
+            )
+            .await?;
+        let internal = self
+            .inner
+            .docker
+            .ensure_network(&self.inner.spec.network_internal, None, true, labels)
+            .await?;
+        let bridges = vec![open, internal];
+        let status = self.inner.firewall.status();
+        if !status.enabled || (!reapply && status.installed && status.bridges == bridges) {
+            return Ok(());
+        }
+        if let Err(e) = self.inner.firewall.apply(&bridges).await {
+            tracing::error!(error = %e, "could not install the sandbox firewall");
+            return Err(SandboxError::Firewall(e.to_string()));
+        }
+        if !status.installed || status.bridges != bridges {
+            tracing::info!(?bridges, chains = ?status.chains, "sandbox egress rules installed");
+        }
+        Ok(())
+    }
+
+    /// The host uid sandbox `id` runs as (allocated on first use).
+    pub(crate) async fn uid_of(&self, id: &str) -> Result<u32, SandboxError> {
+        let base = i64::from(self.inner.settings.sandbox_uid_base);
+        let uid = self
+            .inner
+            .store
+            .sandbox_uid(id, base, &self.inner.host_ids)
+            .await?;
+        u32::try_from(uid).map_err(|_| {
+            SandboxError::Invalid(format!("uid {uid} of sandbox `{id}` is out of range"))
+        })
+    }
+
+    /// Where sandbox `id` lives on the host, running as `uid`.
+    pub(crate) fn host_side(&self, id: &str, uid: u32) -> HostSide {
+        HostSide {
+            home: self.inner.workspaces.home(id),
+            identity: crate::uids::identity_dir(&self.inner.settings.data_dir, id),
+            uid,
+        }
     }
 
     pub fn activity(&self) -> &Activity {
@@ -176,6 +268,15 @@ impl Sandboxes {
     /// a home directory that existed before.
     pub async fn create(&self, req: CreateRequest) -> Result<SandboxRecord, SandboxError> {
         let new = req.validate(&self.inner.settings)?;
+        if let Some(runtime) = &new.runtime {
+            let offered = self.inner.docker.runtimes().await?;
+            if !offered.contains(runtime) {
+                return Err(SandboxError::RuntimeMissing(
+                    runtime.clone(),
+                    offered.join(", "),
+                ));
+            }
+        }
         match self.inner.docker.image(&new.image).await? {
             None => return Err(SandboxError::ImageMissing(new.image)),
             Some(facts) if !facts.is_berth_sandbox() => tracing::info!(
@@ -203,6 +304,19 @@ impl Sandboxes {
         }
     }
 
+    /// Frees the uid and identity files of a sandbox whose home is gone.
+    pub(crate) async fn forget_identity(&self, id: &str) {
+        let dir = crate::uids::identity_dir(&self.inner.settings.data_dir, id);
+        if let Err(e) = std::fs::remove_dir_all(&dir) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(sandbox = id, error = %e, "could not remove the identity files");
+            }
+        }
+        if let Err(e) = self.inner.store.free_sandbox_uid(id).await {
+            tracing::warn!(sandbox = id, error = %e, "could not free the sandbox's uid");
+        }
+    }
+
     async fn roll_back_create(&self, id: &str, home_existed: bool) {
         if let Err(e) = self.inner.docker.remove(&container_name(id)).await {
             tracing::warn!(sandbox = id, error = %e, "rollback: could not remove the container; the reconciler will");
@@ -214,6 +328,7 @@ impl Sandboxes {
             if let Err(e) = self.inner.workspaces.remove(id) {
                 tracing::warn!(sandbox = id, error = %e, "rollback: could not remove the home directory");
             }
+            self.forget_identity(id).await;
         }
     }
 

@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use crate::config::Settings;
 use crate::docker::spec::WORKSPACE;
-use crate::store::{IdlePolicy, NewSandbox};
+use crate::store::{Egress, IdlePolicy, NewSandbox};
 use crate::units::ByteSize;
 
 use super::SandboxError;
@@ -17,8 +17,8 @@ const MAX_PORTS: usize = 32;
 const MAX_ENV: usize = 256;
 const MAX_METADATA: usize = 32;
 
-/// `POST /sandbox`.
-#[derive(Debug, Default, Deserialize)]
+/// `POST /sandbox`. No `Debug`: `env` holds provider keys.
+#[derive(Default, Deserialize)]
 pub struct CreateRequest {
     pub id: Option<String>,
     #[serde(default)]
@@ -37,6 +37,10 @@ pub struct CreateRequest {
     pub public: Option<bool>,
     /// The `sandboxed` spelling: `public` or `private`.
     pub visibility: Option<String>,
+    /// `open` or `none` (default `BERTH_EGRESS`).
+    pub egress: Option<Egress>,
+    /// OCI runtime, e.g. `runsc` for gVisor (default `BERTH_RUNTIME`).
+    pub runtime: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -238,9 +242,28 @@ impl CreateRequest {
             _ => return Err(invalid("public and visibility disagree")),
         };
 
+        let runtime = match self.runtime.as_deref().map(str::trim) {
+            None | Some("") => settings.runtime.clone(),
+            Some(r)
+                if r.len() <= 64
+                    && r.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')) =>
+            {
+                Some(r.to_string())
+            }
+            Some(r) => {
+                return Err(invalid(format!(
+                    "runtime `{}` is not a valid runtime name",
+                    r.escape_default()
+                )));
+            }
+        };
+
         Ok(NewSandbox {
             id,
             public,
+            egress: self.egress.unwrap_or(settings.egress),
+            runtime,
             image,
             ports,
             env: self.env,

@@ -14,7 +14,7 @@ use std::time::Duration;
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
-pub use sandboxes::{DesiredState, IdlePolicy, NewSandbox, SandboxRecord, Status};
+pub use sandboxes::{DesiredState, Egress, IdlePolicy, NewSandbox, SandboxRecord, Status};
 pub use tasks::{NewTask, TaskEvent, TaskRecord, TaskStatus};
 
 #[derive(Debug, thiserror::Error)]

@@ -56,7 +56,29 @@ pub enum IdlePolicy {
     AlwaysOn,
 }
 
-#[derive(Debug, Clone, sqlx::FromRow)]
+/// Where a sandbox's traffic may go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type, Default)]
+#[sqlx(type_name = "TEXT", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+pub enum Egress {
+    /// The internet, but not the host, link-local/metadata addresses or the
+    /// denied (private) ranges.
+    #[default]
+    Open,
+    /// Nowhere: the sandbox answers the edge and nothing else.
+    None,
+}
+
+impl Egress {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Egress::Open => "open",
+            Egress::None => "none",
+        }
+    }
+}
+
+#[derive(Clone, sqlx::FromRow)]
 pub struct SandboxRecord {
     pub id: String,
     pub image: String,
@@ -78,10 +100,37 @@ pub struct SandboxRecord {
     pub keepalive_until: Option<i64>,
     /// Preview requests need no token.
     pub public: bool,
+    /// Preview tokens name it; it changes when tokens are revoked.
+    pub preview_generation: String,
+    pub egress: Egress,
+    /// The OCI runtime; `None` is Docker's default.
+    pub runtime: Option<String>,
+    /// The host uid (and gid) the sandbox's processes run as.
+    pub uid: Option<i64>,
+}
+
+/// Every field but the environment's values (provider keys), which only
+/// appear as their names.
+impl std::fmt::Debug for SandboxRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SandboxRecord")
+            .field("id", &self.id)
+            .field("image", &self.image)
+            .field("ports", &self.ports.0)
+            .field("env", &self.env.0.keys().collect::<Vec<_>>())
+            .field("desired_state", &self.desired_state)
+            .field("status", &self.status)
+            .field("container_id", &self.container_id)
+            .field("public", &self.public)
+            .field("egress", &self.egress)
+            .field("runtime", &self.runtime)
+            .field("uid", &self.uid)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A validated create request, ready to insert.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct NewSandbox {
     pub id: String,
     pub image: String,
@@ -94,6 +143,36 @@ pub struct NewSandbox {
     pub idle_timeout_s: i64,
     pub idle_policy: IdlePolicy,
     pub public: bool,
+    pub egress: Egress,
+    pub runtime: Option<String>,
+}
+
+impl std::fmt::Debug for NewSandbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewSandbox")
+            .field("id", &self.id)
+            .field("image", &self.image)
+            .field("env", &self.env.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A query of sandbox rows, each with the uid its id owns.
+macro_rules! select_sandboxes {
+    ($rest:literal) => {
+        concat!(
+            "SELECT s.*, u.uid FROM sandboxes s LEFT JOIN sandbox_uids u ON u.sandbox_id = s.id ",
+            $rest
+        )
+    };
+}
+
+/// A fresh preview generation: 128 random bits, hex.
+fn generation() -> Result<String, StoreError> {
+    let mut raw = [0u8; 16];
+    getrandom::fill(&mut raw)
+        .map_err(|e| StoreError::Sqlx(sqlx::Error::Io(std::io::Error::other(e.to_string()))))?;
+    Ok(raw.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 impl Store {
@@ -102,8 +181,9 @@ impl Store {
         let now = now_ms();
         let result = sqlx::query(
             "INSERT INTO sandboxes (id, image, ports, env, metadata, memory_bytes, nano_cpus, start_cmd,
-                idle_timeout_s, idle_policy, public, desired_state, status, created_at, updated_at, last_active_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', 'creating', ?, ?, ?)",
+                idle_timeout_s, idle_policy, public, preview_generation, egress, runtime,
+                desired_state, status, created_at, updated_at, last_active_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', 'creating', ?, ?, ?)",
         )
         .bind(&new.id)
         .bind(&new.image)
@@ -116,6 +196,9 @@ impl Store {
         .bind(new.idle_timeout_s)
         .bind(new.idle_policy)
         .bind(new.public)
+        .bind(generation()?)
+        .bind(new.egress)
+        .bind(&new.runtime)
         .bind(now)
         .bind(now)
         .bind(now)
@@ -131,7 +214,7 @@ impl Store {
     }
 
     pub async fn find_sandbox(&self, id: &str) -> Result<Option<SandboxRecord>, StoreError> {
-        Ok(sqlx::query_as("SELECT * FROM sandboxes WHERE id = ?")
+        Ok(sqlx::query_as(select_sandboxes!("WHERE s.id = ?"))
             .bind(id)
             .fetch_optional(&self.pool)
             .await?)
@@ -146,7 +229,7 @@ impl Store {
     /// Every sandbox, oldest first.
     pub async fn sandboxes(&self) -> Result<Vec<SandboxRecord>, StoreError> {
         Ok(
-            sqlx::query_as("SELECT * FROM sandboxes ORDER BY created_at, id")
+            sqlx::query_as(select_sandboxes!("ORDER BY s.created_at, s.id"))
                 .fetch_all(&self.pool)
                 .await?,
         )
@@ -236,6 +319,68 @@ impl Store {
         Ok(())
     }
 
+    /// A new preview generation for `id`: every token minted before is void.
+    pub async fn rotate_preview_generation(&self, id: &str) -> Result<String, StoreError> {
+        let fresh = generation()?;
+        let done =
+            sqlx::query("UPDATE sandboxes SET preview_generation = ?, updated_at = ? WHERE id = ?")
+                .bind(&fresh)
+                .bind(now_ms())
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+        found(done.rows_affected(), id)?;
+        Ok(fresh)
+    }
+
+    /// The host uid sandbox `id` runs as: the one it owned before (its
+    /// workspace is owned by it), else the lowest free one from `base`
+    /// (skipping `taken`, uids of host accounts), recorded for good.
+    pub async fn sandbox_uid(
+        &self,
+        id: &str,
+        base: i64,
+        taken: &std::collections::BTreeSet<i64>,
+    ) -> Result<i64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        if let Some((uid,)) =
+            sqlx::query_as::<_, (i64,)>("SELECT uid FROM sandbox_uids WHERE sandbox_id = ?")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?
+        {
+            return Ok(uid);
+        }
+        let used: std::collections::BTreeSet<i64> =
+            sqlx::query_as::<_, (i64,)>("SELECT uid FROM sandbox_uids WHERE uid >= ?")
+                .bind(base)
+                .fetch_all(&mut *tx)
+                .await?
+                .into_iter()
+                .map(|(u,)| u)
+                .collect();
+        let mut uid = base;
+        while used.contains(&uid) || taken.contains(&uid) {
+            uid += 1;
+        }
+        sqlx::query("INSERT INTO sandbox_uids (sandbox_id, uid) VALUES (?, ?)")
+            .bind(id)
+            .bind(uid)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(uid)
+    }
+
+    /// Forgets the uid of a purged sandbox (its workspace is gone).
+    pub async fn free_sandbox_uid(&self, id: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM sandbox_uids WHERE sandbox_id = ?")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     pub async fn delete_sandbox(&self, id: &str) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM sandboxes WHERE id = ?")
             .bind(id)
@@ -270,6 +415,8 @@ mod tests {
             idle_timeout_s: 60,
             idle_policy: IdlePolicy::Sleep,
             public: true,
+            egress: Egress::Open,
+            runtime: None,
         }
     }
 
@@ -326,6 +473,42 @@ mod tests {
             s.sandbox("a").await.unwrap().last_active_at,
             r.last_active_at + 1000
         );
+    }
+
+    #[tokio::test]
+    async fn uids_are_kept_per_id_and_skip_host_accounts() {
+        let (s, _d) = store().await;
+        let taken = std::collections::BTreeSet::from([1001]);
+        assert_eq!(s.sandbox_uid("a", 1000, &taken).await.unwrap(), 1000);
+        assert_eq!(s.sandbox_uid("b", 1000, &taken).await.unwrap(), 1002);
+        assert_eq!(s.sandbox_uid("a", 1000, &taken).await.unwrap(), 1000);
+        s.free_sandbox_uid("a").await.unwrap();
+        assert_eq!(s.sandbox_uid("c", 1000, &taken).await.unwrap(), 1000);
+        assert_eq!(s.sandbox_uid("d", 1000, &taken).await.unwrap(), 1003);
+    }
+
+    #[tokio::test]
+    async fn a_record_never_prints_its_environment() {
+        let (s, _d) = store().await;
+        let mut n = new("a");
+        n.env
+            .insert("ANTHROPIC_API_KEY".into(), "sk-ant-secret".into());
+        let r = s.insert_sandbox(&n).await.unwrap();
+        let shown = format!("{r:?} {n:?}");
+        assert!(shown.contains("ANTHROPIC_API_KEY"));
+        assert!(!shown.contains("sk-ant-secret"), "{shown}");
+    }
+
+    #[tokio::test]
+    async fn preview_generations_differ_and_rotate() {
+        let (s, _d) = store().await;
+        let a = s.insert_sandbox(&new("a")).await.unwrap();
+        let b = s.insert_sandbox(&new("b")).await.unwrap();
+        assert_eq!(a.preview_generation.len(), 32);
+        assert_ne!(a.preview_generation, b.preview_generation);
+        let rotated = s.rotate_preview_generation("a").await.unwrap();
+        assert_ne!(rotated, a.preview_generation);
+        assert_eq!(s.sandbox("a").await.unwrap().preview_generation, rotated);
     }
 
     #[tokio::test]

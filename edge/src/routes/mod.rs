@@ -1,5 +1,8 @@
 //! The route table: berth sandboxes and Traefik-labelled containers, built
 //! from Docker's view of the host and swapped atomically on every change.
+//! Containers of another berth install on the same host (another
+//! `berth.instance`) are not routed at all, nor are berth's containers before
+//! this edge knows its own instance.
 
 pub mod rule;
 pub mod traefik;
@@ -10,6 +13,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use berth_wire::labels;
 
 use rule::Request;
 pub use traefik::Router;
@@ -41,18 +45,18 @@ pub struct SandboxEntry {
 
 impl SandboxEntry {
     fn from_container(c: &ContainerInfo) -> Option<Self> {
-        if c.labels.get("berth.managed").map(String::as_str) != Some("true") {
+        if !berth_managed(c) {
             return None;
         }
-        let id = c.labels.get("berth.sandbox.id")?.to_ascii_lowercase();
+        let id = c.labels.get(labels::SANDBOX)?.to_ascii_lowercase();
         let ports = c
             .labels
-            .get("berth.ports")
+            .get(labels::PORTS)
             .map(|p| p.split(',').filter_map(|p| p.trim().parse().ok()).collect())
             .unwrap_or_default();
         let ip = c
             .labels
-            .get("traefik.docker.network")
+            .get(labels::NETWORK)
             .and_then(|n| c.ips.get(n))
             .or_else(|| c.ips.values().next())
             .copied();
@@ -60,14 +64,20 @@ impl SandboxEntry {
             id,
             container_id: c.id.clone(),
             ports,
-            public: c.labels.get("berth.public").map(String::as_str) != Some("false"),
+            public: c.labels.get(labels::PUBLIC).map(String::as_str) != Some("false"),
             ip: if c.running { ip } else { None },
         })
     }
 }
 
+fn berth_managed(c: &ContainerInfo) -> bool {
+    c.labels.get(labels::MANAGED).map(String::as_str) == Some("true")
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct RouteTable {
+    /// This edge's berth install; `None` until control has said.
+    instance: Option<String>,
     containers: HashMap<String, ContainerInfo>,
     sandboxes: HashMap<String, SandboxEntry>,
     /// Highest priority first.
@@ -83,9 +93,25 @@ impl RouteTable {
         }
     }
 
+    /// This table, routing the containers of berth install `instance`.
+    pub fn with_instance(&self, instance: &str) -> Self {
+        let mut next = self.clone();
+        next.instance = Some(instance.to_string());
+        next.rebuild();
+        next
+    }
+
+    /// Whether a container may be routed: not berth's, or berth's of this
+    /// edge's own install.
+    fn routable(&self, c: &ContainerInfo) -> bool {
+        !berth_managed(c)
+            || self.instance.is_some() && c.labels.get(labels::INSTANCE) == self.instance.as_ref()
+    }
+
     /// A table of exactly these containers.
     pub fn with_containers(&self, containers: Vec<ContainerInfo>) -> Self {
         let mut next = Self::new(self.exposed_by_default);
+        next.instance = self.instance.clone();
         next.containers = containers.into_iter().map(|c| (c.id.clone(), c)).collect();
         next.rebuild();
         next
@@ -110,11 +136,12 @@ impl RouteTable {
         self.sandboxes = self
             .containers
             .values()
+            .filter(|c| self.routable(c))
             .filter_map(SandboxEntry::from_container)
             .map(|s| (s.id.clone(), s))
             .collect();
         let mut routers = Vec::new();
-        for c in self.containers.values() {
+        for c in self.containers.values().filter(|c| self.routable(c)) {
             let (mut found, problems) = traefik::routers_of(c, self.exposed_by_default);
             for problem in problems {
                 tracing::warn!(container = %c.name, "{problem}");
@@ -147,6 +174,10 @@ impl RouteTable {
 
     pub fn router_count(&self) -> usize {
         self.routers.len()
+    }
+
+    pub fn instance(&self) -> Option<&str> {
+        self.instance.as_deref()
     }
 
     pub fn sandbox_count(&self) -> usize {
@@ -194,6 +225,7 @@ mod tests {
             name: format!("berth-{id}"),
             labels: HashMap::from([
                 ("berth.managed".into(), "true".into()),
+                ("berth.instance".into(), "mine".into()),
                 ("berth.sandbox.id".into(), id.into()),
                 ("berth.ports".into(), "3000,8080".into()),
                 ("berth.public".into(), "false".into()),
@@ -207,7 +239,9 @@ mod tests {
 
     #[test]
     fn sandboxes_come_from_berth_labels() {
-        let t = RouteTable::new(false).with_container(sandbox_container("abc", true));
+        let t = RouteTable::new(false)
+            .with_instance("mine")
+            .with_container(sandbox_container("abc", true));
         let s = t.sandbox("abc").unwrap();
         assert_eq!(s.ports, vec![3000, 8080]);
         assert!(!s.public);
@@ -219,6 +253,36 @@ mod tests {
             "kept, without address"
         );
         assert!(stopped.without_container("c-abc").sandbox("abc").is_none());
+    }
+
+    #[test]
+    fn another_installs_sandboxes_are_not_routed() {
+        let mut theirs = sandbox_container("theirs", true);
+        theirs.id = "c-theirs".into();
+        theirs
+            .labels
+            .insert("berth.instance".into(), "other".into());
+        theirs.labels.insert(
+            "traefik.http.routers.t.rule".into(),
+            "Host(`s-theirs-3000.preview.localhost`)".into(),
+        );
+        theirs.labels.insert("traefik.enable".into(), "true".into());
+        let containers = vec![sandbox_container("abc", true), theirs];
+        let unknown = RouteTable::new(true).with_containers(containers.clone());
+        assert_eq!(unknown.sandbox_count(), 0, "no instance known yet");
+        let t = unknown.with_instance("mine");
+        assert!(t.sandbox("abc").is_some());
+        assert!(t.sandbox("theirs").is_none());
+        let req = Request {
+            host: "s-theirs-3000.preview.localhost",
+            path: "/",
+            method: "GET",
+        };
+        assert!(
+            t.router(&req, "web", false).is_none(),
+            "nor its Traefik labels"
+        );
+        assert_eq!(t.with_containers(containers).sandbox_count(), 1);
     }
 
     #[test]

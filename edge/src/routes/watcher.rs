@@ -10,6 +10,7 @@ use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
 use super::Routes;
+use crate::control::{Control, ControlError};
 use crate::docker::{Docker, DockerError};
 use crate::metrics::Metrics;
 
@@ -34,6 +35,16 @@ pub struct Watcher {
     pub docker: Docker,
     pub routes: Routes,
     pub metrics: Metrics,
+    /// Asked once for the instance whose sandboxes this edge routes.
+    pub control: Control,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum WatchError {
+    #[error(transparent)]
+    Docker(#[from] DockerError),
+    #[error("control: {0}")]
+    Control(#[from] ControlError),
 }
 
 impl Watcher {
@@ -42,7 +53,12 @@ impl Watcher {
         refresh(&self.docker, &self.routes, id).await
     }
 
-    async fn follow(&self) -> Result<(), DockerError> {
+    async fn follow(&self) -> Result<(), WatchError> {
+        if self.routes.load().instance().is_none() {
+            let boot = self.control.bootstrap().await?;
+            tracing::info!(instance = %boot.instance_id, "routing this berth instance's sandboxes");
+            self.routes.update(|t| t.with_instance(&boot.instance_id));
+        }
         // Subscribe before listing, so that nothing happens unseen between.
         let mut events = Box::pin(self.docker.container_events().await?);
         let all = self.docker.all().await?;
@@ -55,7 +71,7 @@ impl Watcher {
             "route table synchronised with Docker"
         );
         while let Some(event) = events.next().await {
-            let event = event?;
+            let event = event.map_err(DockerError::from)?;
             let action = event.action.unwrap_or_default();
             if ignored(&action) {
                 continue;

@@ -1,6 +1,7 @@
 //! Cloudflare's API v4 with an API token holding DNS edit rights: find the
 //! zone of the name, create TXT records, delete them by id.
 
+use berth_wire::Secret;
 use std::collections::HashMap;
 
 use async_trait::async_trait;
@@ -11,7 +12,7 @@ use super::{DnsError, DnsProvider, provider_error};
 
 pub struct Cloudflare {
     http: reqwest::Client,
-    token: String,
+    token: Secret,
     api: String,
     /// (fqdn, value) → (zone id, record id), for cleanup.
     records: Mutex<HashMap<(String, String), (String, String)>>,
@@ -30,8 +31,8 @@ fn zone_candidates(fqdn: &str) -> Vec<String> {
 }
 
 impl Cloudflare {
-    pub fn new(token: String, api: String) -> Result<Self, DnsError> {
-        if token.trim().is_empty() {
+    pub fn new(token: Secret, api: String) -> Result<Self, DnsError> {
+        if token.expose().trim().is_empty() {
             return Err(DnsError::Config(
                 "BERTH_CLOUDFLARE_API_TOKEN is empty".into(),
             ));
@@ -53,7 +54,7 @@ impl Cloudflare {
         let mut req = self
             .http
             .request(method, format!("{}{path}", self.api))
-            .bearer_auth(&self.token);
+            .bearer_auth(self.token.expose());
         if let Some(body) = body {
             req = req.json(&body);
         }

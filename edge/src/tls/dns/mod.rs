@@ -5,6 +5,7 @@ mod challtestsrv;
 mod cloudflare;
 mod exec;
 
+use berth_wire::Secret;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -48,8 +49,8 @@ pub trait DnsProvider: Send + Sync {
 /// Provider settings, as configured.
 #[derive(Debug, Clone)]
 pub enum ProviderConfig {
-    Cloudflare { token: String, api: String },
-    Exec { script: PathBuf },
+    Cloudflare { token: Secret, api: String },
+    Exec { script: PathBuf, env: Vec<String> },
     ChallTestSrv { url: String },
 }
 
@@ -58,7 +59,7 @@ pub fn build(config: &ProviderConfig) -> Result<Arc<dyn DnsProvider>, DnsError> 
         ProviderConfig::Cloudflare { token, api } => {
             Arc::new(Cloudflare::new(token.clone(), api.clone())?)
         }
-        ProviderConfig::Exec { script } => Arc::new(Exec::new(script.clone())?),
+        ProviderConfig::Exec { script, env } => Arc::new(Exec::new(script.clone(), env)?),
         ProviderConfig::ChallTestSrv { url } => Arc::new(ChallTestSrv::new(url.clone())),
     })
 }
