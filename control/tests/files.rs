@@ -47,9 +47,10 @@ async fn write_read_list_append_and_delete_files() {
         "echo more >> app/index.html && touch app/new && mkdir app/sub",
     )
     .await;
+    let uid = c.get(&format!("/v1/sandboxes/{id}")).await.body["uid"].clone();
     assert_eq!(
         c.sh(&id, "stat -c %u app app/index.html").await,
-        "1000\n1000\n"
+        format!("{uid}\n{uid}\n")
     );
 
     let list = c.get(&format!("{files}?path=app")).await;

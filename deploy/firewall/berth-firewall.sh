@@ -1,46 +1,50 @@
 #!/usr/bin/env bash
-# Host firewall rules for berth's sandbox bridge (BERTH_NETWORK_BRIDGE,
-# berth0 by default): sandboxes may reach the internet, but not
-#   - the cloud metadata service (169.254.169.254 and fd00:ec2::254),
-#   - the host itself (its SSH, databases, the Docker API, berth's own API),
-#   - private networks (other machines of your VPC/LAN).
-# The edge (on the host network) can still reach sandboxes: replies to
-# connections it opened are allowed.
+# berth-control installs its sandboxes' egress rules itself, at start and on
+# every reconciler pass (see docs/SECURITY.md): two iptables chains per
+# install, BERTH-<tag>-FWD (jumped to from DOCKER-USER for traffic leaving a
+# sandbox bridge) and BERTH-<tag>-IN (jumped to from INPUT for traffic to
+# the host), where <tag> is the last 16 characters of the install's instance
+# id (<data dir>/instance-id), upper-cased. This script shows or removes them.
 #
-#   sudo deploy/firewall/berth-firewall.sh [bridge]          add the rules
-#   sudo deploy/firewall/berth-firewall.sh [bridge] --remove  remove them
+#   sudo deploy/firewall/berth-firewall.sh show   [INSTANCE_ID | DATA_DIR]
+#   sudo deploy/firewall/berth-firewall.sh remove [INSTANCE_ID | DATA_DIR]
 #
-# The rules live in iptables' DOCKER-USER and INPUT chains and do not survive
-# a reboot by themselves: run this from a systemd unit or save them with
-# iptables-persistent. Allow other private ranges in $ALLOW if sandboxes need them.
+# Without an argument it reads /var/lib/berth/instance-id. uninstall.sh runs
+# `remove`. Removing the rules while berth runs only lasts until its next
+# reconciler pass: stop berth first (or set BERTH_FIREWALL=false).
 set -euo pipefail
-BRIDGE="${1:-berth0}"
-ACTION="-I"
-[ "${2:-}" = "--remove" ] && ACTION="-D"
-ALLOW="${ALLOW:-}"
-TAG="berth-sandbox-guard"
-
-# rule CHAIN MATCHES… -j TARGET (a missing rule is fine when removing)
-rule() {
-  local chain="$1"; shift
-  iptables "$ACTION" "$chain" -m comment --comment "$TAG" "$@" 2>/dev/null || [ "$ACTION" = -D ]
-}
-
-# To the host itself: only replies to connections the host (the edge) opened.
-rule INPUT -i "$BRIDGE" -j DROP
-rule INPUT -i "$BRIDGE" -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
-
-# Forwarded traffic out of the sandbox bridge.
-for net in 169.254.0.0/16 10.0.0.0/8 172.16.0.0/12 192.168.0.0/16 100.64.0.0/10; do
-  rule DOCKER-USER -i "$BRIDGE" -d "$net" -j DROP
-done
-for net in $ALLOW; do
-  rule DOCKER-USER -i "$BRIDGE" -d "$net" -j ACCEPT
-done
-rule DOCKER-USER -i "$BRIDGE" -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
-
-if command -v ip6tables >/dev/null 2>&1; then
-  ip6tables "$ACTION" DOCKER-USER -m comment --comment "$TAG" -i "$BRIDGE" -d fd00:ec2::254 -j DROP 2>/dev/null || true
-  ip6tables "$ACTION" INPUT -m comment --comment "$TAG" -i "$BRIDGE" -j DROP 2>/dev/null || true
+action="${1:-show}"
+target="${2:-/var/lib/berth}"
+if [ -d "$target" ]; then
+  [ -f "$target/instance-id" ] || { echo "no instance-id in $target" >&2; exit 1; }
+  instance="$(cat "$target/instance-id")"
+else
+  instance="$target"
 fi
-if [ "$ACTION" = -I ]; then echo "berth firewall rules added for $BRIDGE"; else echo "berth firewall rules removed for $BRIDGE"; fi
+[ "${#instance}" -ge 16 ] || { echo "not an instance id: $instance" >&2; exit 1; }
+tag="$(printf '%s' "$instance" | tail -c 16 | tr '[:lower:]' '[:upper:]')"
+
+for family in iptables ip6tables; do
+  for flavour in "" -nft -legacy; do
+    prog="$family$flavour"
+    command -v "$prog" >/dev/null 2>&1 || continue
+    for chain in "BERTH-$tag-FWD" "BERTH-$tag-IN"; do
+      "$prog" -w -n -L "$chain" >/dev/null 2>&1 || continue
+      case "$action" in
+        show)
+          echo "# $prog"
+          "$prog" -w -S | grep -E -- "(-j|-N|-A) $chain( |\$)" || true ;;
+        remove)
+          # Every jump to the chain, then the chain itself.
+          "$prog" -w -S | grep -E -- "^-A .* -j $chain\$" | sed 's/^-A /-D /' | while read -r rule; do
+            # shellcheck disable=SC2086
+            "$prog" -w $rule
+          done
+          "$prog" -w -F "$chain"
+          "$prog" -w -X "$chain"
+          echo "removed $chain ($prog)" ;;
+        *) echo "usage: $0 show|remove [INSTANCE_ID | DATA_DIR]" >&2; exit 2 ;;
+      esac
+    done
+  done
+done

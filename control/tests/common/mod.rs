@@ -17,6 +17,8 @@ use serde_json::Value;
 
 pub const TEST_IMAGE: &str = "berth-test-sandbox:latest";
 pub const TOKEN: &str = "test-secret-0123456789abcdef";
+/// The edge's scoped token, when a test turns auth on.
+pub const EDGE_TOKEN: &str = "edge-secret-0123456789abcdef";
 
 /// Builds the sandbox image the tests use: static busybox on `scratch`, with
 /// a user 1000 and a command that stays up and stops fast.
@@ -261,6 +263,8 @@ pub struct Control {
     pub network: String,
     pub instance: String,
     pub token: Option<String>,
+    /// BERTH_EDGE_TOKEN, for the edge's harness.
+    pub edge_token: Option<String>,
     env: Vec<(String, String)>,
     child: Option<Child>,
     http: reqwest::Client,
@@ -304,10 +308,13 @@ impl Control {
             ("BERTH_STOP_TIMEOUT".into(), "2".into()),
             ("RUST_LOG".into(), "info,berth_control=debug".into()),
         ];
-        let mut token = None;
+        let (mut token, mut edge_token) = (None, None);
         for (k, v) in extra {
             if *k == "BERTH_API_TOKENS" {
                 token = v.split_once(':').map(|(_, s)| s.to_string());
+            }
+            if *k == "BERTH_EDGE_TOKEN" {
+                edge_token = Some((*v).to_string());
             }
             env.retain(|(key, _)| key != k);
             env.push(((*k).into(), (*v).into()));
@@ -320,6 +327,7 @@ impl Control {
             network,
             instance: String::new(),
             token,
+            edge_token,
             env,
             child: None,
             http: reqwest::Client::builder()
@@ -489,6 +497,34 @@ impl Control {
         r.body["stdout"].as_str().unwrap().to_string()
     }
 
+    /// The body sandbox `id` gets for `GET http://{addr}:{port}{path}`, or
+    /// None when it gets no HTTP answer within 3 s. Plain `nc`: the static
+    /// busybox of the test image crashes in `wget` (glibc NSS in a static
+    /// binary), which would make every "cannot reach" check pass vacuously.
+    pub async fn http_get_from(
+        &self,
+        id: &str,
+        addr: &str,
+        port: u16,
+        path: &str,
+    ) -> Option<String> {
+        let line = format!(
+            "printf 'GET {path} HTTP/1.0\\r\\nHost: {addr}\\r\\n\\r\\n' | nc -w 3 {addr} {port}"
+        );
+        let r = self.exec(id, &["/bin/sh", "-c", &line]).await;
+        assert_eq!(r.status, StatusCode::OK, "{r:?}");
+        let out = r.body["stdout"].as_str().unwrap_or_default();
+        if !out.starts_with("HTTP/1.") {
+            return None;
+        }
+        Some(
+            out.split_once("\r\n\r\n")
+                .map(|(_, b)| b)
+                .unwrap_or_default()
+                .to_string(),
+        )
+    }
+
     /// Reads an SSE stream until it ends, `max` events arrived, or `timeout`.
     pub async fn sse(
         &self,
@@ -583,6 +619,14 @@ impl Drop for Control {
             }
         }
         let _ = docker(&["network", "rm", &self.network]);
+        let _ = docker(&["network", "rm", &format!("{}-internal", self.network)]);
+        // This instance's egress rules (a failed start may have left some).
+        let _ = Command::new(workspace_root().join("deploy/firewall/berth-firewall.sh"))
+            .arg("remove")
+            .arg(&self.data_dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
         if std::thread::panicking() {
             eprintln!("--- control log ---\n{}", self.log_text());
         }
