@@ -4,6 +4,11 @@
 # waits until the API is ready, and prints how to use it.
 #
 #   ./install.sh [--domain example.com] [--tls off|local|acme] [--email you@example.com]
+#                [--runtime gvisor|runc]
+#
+# --runtime gvisor installs Debian's runsc, registers it with Docker (in
+# /etc/docker/daemon.json, keeping your other settings) and makes it the
+# default runtime of sandboxes (BERTH_RUNTIME=runsc).
 #
 # Any setting of .env.example may also be given in the environment on the
 # command line (e.g. `BERTH_HTTP_PORT=8080 ./install.sh`); it is written to
@@ -16,7 +21,7 @@ cd "$(dirname "$0")"
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 die() { printf '\033[31merror:\033[0m %s\n' "$*" >&2; exit 1; }
 
-DOMAIN="" TLS="" EMAIL=""
+DOMAIN="" TLS="" EMAIL="" RUNTIME=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --domain) DOMAIN="${2:?--domain needs a value}"; shift 2 ;;
@@ -25,11 +30,33 @@ while [ $# -gt 0 ]; do
     --tls=*) TLS="${1#*=}"; shift ;;
     --email) EMAIL="${2:?--email needs a value}"; shift 2 ;;
     --email=*) EMAIL="${1#*=}"; shift ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    --runtime) RUNTIME="${2:?--runtime needs gvisor or runc}"; shift 2 ;;
+    --runtime=*) RUNTIME="${1#*=}"; shift ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
     *) die "unknown option $1 (see --help)" ;;
   esac
 done
 case "$TLS" in ""|off|local|acme) ;; *) die "--tls must be off, local or acme" ;; esac
+case "$RUNTIME" in ""|gvisor|runsc|runc) ;; *) die "--runtime must be gvisor or runc" ;; esac
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+# need_packages PKG...: installs the Debian packages that are missing.
+need_packages() {
+  local missing=() p
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  [ "${#missing[@]}" -eq 0 ] && return 0
+  command -v apt-get >/dev/null 2>&1 || die "this host needs: ${missing[*]} (install them, then re-run)"
+  say "installing ${missing[*]}"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+if command -v dpkg-query >/dev/null 2>&1; then
+  need_packages curl
+else
+  command -v curl >/dev/null 2>&1 || die "this host needs curl"
+fi
 
 # ── Docker and Compose ───────────────────────────────────────────────────────
 DOCKER=(docker)
@@ -56,6 +83,23 @@ else
   die "Docker Compose is missing: install the compose plugin (docker compose) or docker-compose"
 fi
 
+# ── gVisor ───────────────────────────────────────────────────────────────────
+docker_runtimes() { "${DOCKER[@]}" info --format '{{range $name, $_ := .Runtimes}}{{$name}} {{end}}' 2>/dev/null; }
+if [ "$RUNTIME" = gvisor ] || [ "$RUNTIME" = runsc ]; then
+  if ! docker_runtimes | grep -qw runsc; then
+    command -v runsc >/dev/null 2>&1 || need_packages runsc
+    say "registering gVisor (runsc) with Docker: adding a \"runsc\" runtime to /etc/docker/daemon.json (your other settings are kept), then reloading dockerd"
+    as_root runsc install -- --platform=ptrace
+    if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet docker 2>/dev/null; then
+      as_root systemctl reload docker
+    else
+      as_root kill -HUP "$(pidof dockerd)"
+    fi
+    for _ in $(seq 1 20); do docker_runtimes | grep -qw runsc && break; sleep 1; done
+    docker_runtimes | grep -qw runsc || die "Docker did not pick up the runsc runtime (see /etc/docker/daemon.json)"
+  fi
+fi
+
 # ── .env ─────────────────────────────────────────────────────────────────────
 secret() { head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
 # set_env KEY VALUE: replace KEY's line (commented or not), or append it.
@@ -76,10 +120,26 @@ if [ ! -f .env ]; then
   cp .env.example .env
   chmod 600 .env
   admin="$(secret)" edge="$(secret)"
-  set_env BERTH_API_TOKENS "admin:$admin,edge:$edge"
+  set_env BERTH_API_TOKENS "admin:$admin"
+  set_env BERTH_EDGE_TOKEN "$edge"
   set_env BERTH_CONTROL_TOKEN "$edge"
 else
   say "keeping the existing .env"
+  chmod 600 .env
+  # Installs from before the edge's scoped token gave it a full API token
+  # ("edge:…" in BERTH_API_TOKENS): that secret becomes the scoped one.
+  if [ -z "$(get_env BERTH_EDGE_TOKEN)" ]; then
+    tokens="$(get_env BERTH_API_TOKENS)"
+    edge="$(printf '%s' "$tokens" | tr ',' '\n' | grep '^edge:' | cut -d: -f2- || true)"
+    if [ -n "$edge" ]; then
+      say "the edge's token now opens only the edge's routes (BERTH_EDGE_TOKEN)"
+      set_env BERTH_API_TOKENS "$(printf '%s' "$tokens" | tr ',' '\n' | grep -v '^edge:' | paste -sd, -)"
+    else
+      edge="$(secret)"
+    fi
+    set_env BERTH_EDGE_TOKEN "$edge"
+    set_env BERTH_CONTROL_TOKEN "$edge"
+  fi
 fi
 # Settings given in the environment win.
 for key in $(grep -oE '^#? ?(BERTH_[A-Z0-9_]+|COMPOSE_PROJECT_NAME|RUST_LOG)=' .env.example | tr -d '#= '); do
@@ -88,6 +148,10 @@ done
 [ -n "$DOMAIN" ] && set_env BERTH_PREVIEW_DOMAIN "$DOMAIN"
 [ -n "$TLS" ] && set_env BERTH_TLS "$TLS"
 [ -n "$EMAIL" ] && set_env BERTH_ACME_EMAIL "$EMAIL"
+case "$RUNTIME" in
+  gvisor|runsc) set_env BERTH_RUNTIME runsc ;;
+  runc) sed -i 's/^BERTH_RUNTIME=.*/# BERTH_RUNTIME=/' .env ;;
+esac
 if [ "$(get_env BERTH_TLS)" = "acme" ] && [ -z "$(get_env BERTH_DNS_PROVIDER)" ]; then
   die "--tls acme needs a DNS provider in .env (BERTH_DNS_PROVIDER and its settings): see docs/TLS.md"
 fi
@@ -135,6 +199,8 @@ if [ "$online" = 1 ]; then
 else
   say "no image registry: building locally (host cargo + debootstrap)"
   command -v cargo >/dev/null 2>&1 || die "offline install needs a Rust toolchain (cargo) on this host"
+  # What building berth (pingora, openssl) and the base image need.
+  command -v dpkg-query >/dev/null 2>&1 && need_packages cmake pkg-config libssl-dev build-essential debootstrap
   agent-image/build-base.sh "$BASE_IMAGE"
   say "compiling berth-control and berth-edge (release)"
   cargo build --release --locked -q -p berth-control -p berth-edge
@@ -151,8 +217,9 @@ fi
 
 # ── Start ────────────────────────────────────────────────────────────────────
 say "starting the stack"
-mkdir -p "$DATA_DIR/edge"
-chmod 711 "$DATA_DIR"
+# Owner-only: the database holds sandbox secrets and the preview key.
+as_root mkdir -p "$DATA_DIR/edge"
+as_root chmod 700 "$DATA_DIR" "$DATA_DIR/edge"
 "${COMPOSE[@]}" up -d --no-build --remove-orphans
 
 say "waiting for the API"

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Removes berth from this host: the stack, the sandboxes and their network.
+# Removes berth from this host: the stack, the sandboxes, their networks and
+# the egress firewall rules.
 # Keeps the data (workspaces, database, certificates) unless asked.
 #
 #   ./uninstall.sh            stop the stack, remove sandboxes and the network
@@ -24,7 +25,7 @@ for arg in "$@"; do
     --data) data=1 ;;
     --all) images=1; data=1 ;;
     --yes|-y) yes=1 ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
     *) die "unknown option $arg (see --help)" ;;
   esac
 done
@@ -77,12 +78,25 @@ if [ -n "$ids" ]; then
 fi
 echo "removed $(printf '%s' "$ids" | grep -c . || true) sandbox container(s)"
 
-if "${DOCKER[@]}" network inspect "$NETWORK" >/dev/null 2>&1; then
-  managed="$("${DOCKER[@]}" network inspect -f '{{index .Labels "berth.managed"}}' "$NETWORK")"
+# The sandbox network and the one of sandboxes without egress.
+for net in "$NETWORK" "$NETWORK-internal"; do
+  "${DOCKER[@]}" network inspect "$net" >/dev/null 2>&1 || continue
+  managed="$("${DOCKER[@]}" network inspect -f '{{index .Labels "berth.managed"}}' "$net")"
   if [ "$managed" = true ]; then
-    "${DOCKER[@]}" network rm "$NETWORK" >/dev/null && echo "removed network $NETWORK"
+    "${DOCKER[@]}" network rm "$net" >/dev/null && echo "removed network $net"
   else
-    echo "network $NETWORK was not made by berth: left alone"
+    echo "network $net was not made by berth: left alone"
+  fi
+done
+
+# The egress firewall control installed (iptables chains of this install).
+if [ -n "$instance" ]; then
+  if [ "$(id -u)" -eq 0 ]; then
+    deploy/firewall/berth-firewall.sh remove "$instance"
+  elif sudo -n true 2>/dev/null; then
+    sudo deploy/firewall/berth-firewall.sh remove "$instance"
+  else
+    echo "left the firewall rules: run 'sudo deploy/firewall/berth-firewall.sh remove $instance'"
   fi
 fi
 

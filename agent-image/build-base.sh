@@ -15,11 +15,18 @@ if [ "${1:-}" = "--rebuild" ]; then rebuild=1; shift; fi
 tag="${1:-berth-base:bookworm}"
 suite="${BERTH_DEBIAN_SUITE:-bookworm}"
 mirror="${BERTH_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
-packages="ca-certificates,git,curl,procps${BERTH_BASE_PACKAGES:+,$BERTH_BASE_PACKAGES}"
+# iptables: berth-control runs on this base and installs the egress firewall.
+packages="ca-certificates,git,curl,procps,iptables${BERTH_BASE_PACKAGES:+,$BERTH_BASE_PACKAGES}"
+# Bumped when the package list changes: older images are rebuilt.
+version=2
 
 if [ "$rebuild" -eq 0 ] && docker image inspect "$tag" >/dev/null 2>&1; then
-  echo "base image $tag exists"
-  exit 0
+  have="$(docker image inspect -f '{{index .Config.Labels "berth.base.version"}}' "$tag" 2>/dev/null || true)"
+  if [ "$have" = "$version" ]; then
+    echo "base image $tag exists"
+    exit 0
+  fi
+  echo "base image $tag is older than this berth (version ${have:-1}, need $version): rebuilding"
 fi
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -42,5 +49,6 @@ as_root tar -C "$root" -c . | docker import \
   -c 'ENV LANG=C.UTF-8 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
   -c 'CMD ["/bin/bash"]' \
   -c 'LABEL berth.image=base' \
+  -c "LABEL berth.base.version=$version" \
   -m "berth base: debootstrap $suite" - "$tag" >/dev/null
 echo "built $tag"

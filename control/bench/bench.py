@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """berth-control benchmark (not a test): one run, printed side by side.
 
-  - create latency p50/p95 (POST /sandbox → running container)
+  - create latency p50/p95 (POST /sandbox → running container) next to
+    `docker run -d` of the same image on the same network, and their ratio
+  - wake latency p50 (POST …/start of a stopped sandbox) next to
+    `docker start` of a stopped container, and their ratio
   - exec latency p50 through the API next to `docker exec` CLI on the same
     container, and their ratio (target: < 1.0)
   - control's resident memory with N sandboxes
@@ -10,6 +13,10 @@ Runs the release binary against the local Docker daemon with a static
 busybox image built on the spot; removes everything it made.
 
     python3 control/bench/bench.py [--sandboxes 50] [--execs 100] [--creates 20]
+                                   [--wakes 10] [--binary path/to/berth-control]
+
+--binary runs another build (e.g. an older commit's) under the same
+measurements, for before/after figures.
 """
 
 import argparse
@@ -77,12 +84,17 @@ def main():
     ap.add_argument("--sandboxes", type=int, default=50)
     ap.add_argument("--execs", type=int, default=100)
     ap.add_argument("--creates", type=int, default=20)
+    ap.add_argument("--wakes", type=int, default=10)
+    ap.add_argument("--binary")
     args = ap.parse_args()
 
-    target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
-    print("building berth-control (release)…", file=sys.stderr)
-    subprocess.run(["cargo", "build", "--release", "-q", "-p", "berth-control"], cwd=ROOT, check=True)
-    binary = os.path.join(target, "release", "berth-control")
+    if args.binary:
+        binary = args.binary
+    else:
+        target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
+        print("building berth-control (release)…", file=sys.stderr)
+        subprocess.run(["cargo", "build", "--release", "-q", "-p", "berth-control"], cwd=ROOT, check=True)
+        binary = os.path.join(target, "release", "berth-control")
     build_image()
 
     data = tempfile.mkdtemp(prefix="berth-bench-")
@@ -100,6 +112,7 @@ def main():
     }
     proc = subprocess.Popen([binary], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     instance = None
+    references = []
     try:
         api = Api(port)
         for _ in range(100):
@@ -119,6 +132,34 @@ def main():
             status, body = api.call("POST", "/sandbox", {})
             create_ms.append((time.perf_counter() - t) * 1000)
             assert status == 201, body
+        # The reference: the Docker CLI starting the same image on the same
+        # network, with the same limits.
+        docker_run_ms = []
+        for i in range(args.creates):
+            name = f"berth-bench-ref-{os.getpid()}-{i}"
+            references.append(name)
+            t = time.perf_counter()
+            sh("docker", "run", "-d", "--name", name, "--network", network,
+               "--memory", "64m", "--cpus", "1", IMAGE)
+            docker_run_ms.append((time.perf_counter() - t) * 1000)
+
+        # Wake: a stopped sandbox started through the API, next to
+        # `docker start` of a stopped container.
+        wake_ms, docker_start_ms = [], []
+        status, body = api.call("POST", "/sandbox", {"id": "sleeper"})
+        assert status == 201, body
+        for i in range(args.wakes):
+            status, body = api.call("POST", "/sandbox/sleeper/stop")
+            assert status == 200, body
+            t = time.perf_counter()
+            status, body = api.call("POST", "/sandbox/sleeper/start")
+            wake_ms.append((time.perf_counter() - t) * 1000)
+            assert status == 200 and body["status"] == "running", body
+            ref = references[i % len(references)]
+            sh("docker", "stop", "-t", "0", ref)
+            t = time.perf_counter()
+            sh("docker", "start", ref)
+            docker_start_ms.append((time.perf_counter() - t) * 1000)
 
         for _ in range(5):
             api.call("POST", "/sandbox/warm/exec", {"cmd": ["true"]})
@@ -134,7 +175,7 @@ def main():
             sh("docker", "exec", "berth-warm", "true")
             cli_ms.append((time.perf_counter() - t) * 1000)
 
-        existing = 1 + args.creates
+        existing = 2 + args.creates
         for _ in range(max(0, args.sandboxes - existing)):
             status, body = api.call("POST", "/sandbox", {})
             assert status == 201, body
@@ -145,8 +186,16 @@ def main():
 
         engine = sh("docker", "version", "-f", "{{.Server.Version}}").stdout.strip()
         print(f"berth-control benchmark — Docker {engine}, {os.cpu_count()} CPUs")
-        print(f"create latency ({args.creates} creates):  p50 {statistics.median(create_ms):7.1f} ms   "
-              f"p95 {pct(create_ms, 95):7.1f} ms   (target p50 < 1000 ms)")
+        c50, r50 = statistics.median(create_ms), statistics.median(docker_run_ms)
+        print(f"create latency ({args.creates} creates):")
+        print(f"  through berth API   p50 {c50:7.1f} ms   p95 {pct(create_ms, 95):7.1f} ms   (target p50 < 1000 ms)")
+        print(f"  docker run -d CLI   p50 {r50:7.1f} ms   p95 {pct(docker_run_ms, 95):7.1f} ms")
+        print(f"  ratio API/CLI       {c50 / r50:7.2f}")
+        w50, s50 = statistics.median(wake_ms), statistics.median(docker_start_ms)
+        print(f"wake latency ({args.wakes} starts of a stopped sandbox):")
+        print(f"  through berth API   p50 {w50:7.1f} ms   p95 {pct(wake_ms, 95):7.1f} ms")
+        print(f"  docker start CLI    p50 {s50:7.1f} ms   p95 {pct(docker_start_ms, 95):7.1f} ms")
+        print(f"  ratio API/CLI       {w50 / s50:7.2f}")
         a50, c50 = statistics.median(api_ms), statistics.median(cli_ms)
         print(f"exec latency ({args.execs} runs of `true`):")
         print(f"  through berth API   p50 {a50:7.1f} ms   p95 {pct(api_ms, 95):7.1f} ms")
@@ -160,7 +209,11 @@ def main():
             ids = sh("docker", "ps", "-aq", "--filter", f"label=berth.instance={instance}").stdout.split()
             if ids:
                 sh("docker", "rm", "-f", *ids, check=False)
-        sh("docker", "network", "rm", network, check=False)
+            # The egress rules control installed for this run.
+            sh(os.path.join(ROOT, "deploy/firewall/berth-firewall.sh"), "remove", instance, check=False)
+        if references:
+            sh("docker", "rm", "-f", *references, check=False)
+        sh("docker", "network", "rm", network, f"{network}-internal", check=False)
         shutil.rmtree(data, ignore_errors=True)
 
 

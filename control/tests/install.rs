@@ -148,12 +148,79 @@ async fn install_use_and_uninstall_leave_nothing_behind() {
         .to_string();
     assert!(out.contains(&token), "the token is printed");
     let instance = std::fs::read_to_string(data.join("instance-id")).unwrap();
+    let project = format!("berthe2e{pid}");
+
+    // Each container gets only its own settings: the edge never sees the
+    // admin tokens, control never sees the edge's or the DNS provider's.
+    let env_of = |service: &str| {
+        let id = docker(&[
+            "ps",
+            "-q",
+            "--filter",
+            &format!("label=com.docker.compose.project={project}"),
+            "--filter",
+            &format!("label=com.docker.compose.service={service}"),
+        ])
+        .1;
+        docker(&[
+            "inspect",
+            "-f",
+            "{{range .Config.Env}}{{println .}}{{end}}",
+            id.trim(),
+        ])
+        .1
+    };
+    let (control_env, edge_env) = (env_of("control"), env_of("edge"));
+    assert!(
+        control_env.contains("BERTH_API_TOKENS=admin:"),
+        "{control_env}"
+    );
+    assert!(
+        !control_env.contains("BERTH_CONTROL_TOKEN"),
+        "{control_env}"
+    );
+    assert!(!edge_env.contains("BERTH_API_TOKENS"), "{edge_env}");
+    assert!(!edge_env.contains("BERTH_EDGE_TOKEN"), "{edge_env}");
+    // The edge's token opens the edge's routes and nothing else.
+    let edge_token = install.env_value("BERTH_CONTROL_TOKEN");
+    assert_eq!(edge_token, install.env_value("BERTH_EDGE_TOKEN"));
+    assert!(!install.env_value("BERTH_API_TOKENS").contains(&edge_token));
+    // Secrets on disk are owner-only.
+    use std::os::unix::fs::PermissionsExt;
+    for path in [install.dir.join(".env"), data.clone()] {
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode & 0o077, 0, "{} is {mode:o}", path.display());
+    }
+    // Control installed the egress firewall in the host's namespace.
+    let tag = instance[instance.len() - 16..].to_uppercase();
+    let chains = || {
+        let out = Command::new("iptables")
+            .args(["-w", "-S"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.contains(&format!("BERTH-{tag}-")))
+            .count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while chains() == 0 {
+        assert!(Instant::now() < deadline, "no firewall rules for {tag}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
 
     // The API, with the token (and without it: refused).
     let api = format!("http://127.0.0.1:{api_port}");
     let http = reqwest::Client::new();
     let anon = http.get(format!("{api}/sandboxes")).send().await.unwrap();
     assert_eq!(anon.status(), 401);
+    let as_edge = http
+        .get(format!("{api}/sandboxes"))
+        .bearer_auth(&edge_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(as_edge.status(), 403);
     let created: Value = http
         .post(format!("{api}/sandbox"))
         .bearer_auth(&token)
@@ -245,14 +312,19 @@ async fn install_use_and_uninstall_leave_nothing_behind() {
         "sandboxes left"
     );
     assert_eq!(
-        labelled(format!("com.docker.compose.project=berthe2e{pid}")),
+        labelled(format!("com.docker.compose.project={project}")),
         "",
         "stack containers left"
     );
-    assert!(
-        !docker(&["network", "inspect", &format!("berth-e2e-{pid}")]).0,
-        "network left"
-    );
+    for net in [
+        format!("berth-e2e-{pid}"),
+        format!("berth-e2e-{pid}-internal"),
+    ] {
+        assert!(
+            !docker(&["network", "inspect", &net]).0,
+            "network {net} left"
+        );
+    }
     for image in [
         "berth-control:e2e",
         "berth-edge:e2e",
@@ -265,6 +337,7 @@ async fn install_use_and_uninstall_leave_nothing_behind() {
         );
     }
     assert!(!data.exists(), "data left");
+    assert_eq!(chains(), 0, "firewall rules left");
     assert!(
         docker(&["inspect", &foreign]).0,
         "a container not made by berth survives"

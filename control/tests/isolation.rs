@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{Control, EDGE_TOKEN, TEST_IMAGE, TOKEN, docker, inspect};
+use common::{Control, EDGE_TOKEN, PrivateDocker, TEST_IMAGE, TOKEN, docker, inspect};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -576,6 +576,107 @@ async fn the_edge_token_opens_only_the_edge_routes() {
     // The admin token still opens everything, the edge's routes included.
     assert_eq!(c.get("/v1/sandboxes").await.status, StatusCode::OK);
     assert_eq!(c.get("/v1/edge/bootstrap").await.status, StatusCode::OK);
+}
+
+/// runsc's arguments as install.sh registers them: the ptrace platform
+/// (works without KVM), plus `--network=host` where runsc's own network
+/// stack cannot start (older runsc mistakes every namespace for the root one
+/// on newer kernels; the container keeps its own network namespace).
+fn runsc_config(host_network: bool) -> Value {
+    let mut args = vec!["--platform=ptrace"];
+    if host_network {
+        args.push("--network=host");
+    }
+    json!({"runtimes": {"runsc": {"path": "/usr/bin/runsc", "runtimeArgs": args}}})
+}
+
+#[tokio::test]
+async fn gvisor_runs_sandboxes_where_docker_has_runsc() {
+    if !Path::new("/usr/bin/runsc").exists() {
+        eprintln!(
+            "skipped: runsc is not installed here (apt-get install runsc; .ci/run installs it)"
+        );
+        return;
+    }
+    // A Docker of the test's own, with runsc registered as install.sh does:
+    // the machine's daemon is never reconfigured.
+    let docker = PrivateDocker::start(&runsc_config(false));
+    docker.load(TEST_IMAGE);
+    assert!(docker.cli(&["network", "create", "smoke"]).0);
+    let smoke = [
+        "run",
+        "--rm",
+        "--runtime",
+        "runsc",
+        "--network",
+        "smoke",
+        TEST_IMAGE,
+        "true",
+    ];
+    let (ok, out) = docker.cli(&smoke);
+    if !ok {
+        assert!(
+            out.contains("root network namespace"),
+            "runsc failed: {out}"
+        );
+        docker.reload(&runsc_config(true));
+        let (ok, out) = docker.cli(&smoke);
+        assert!(ok, "runsc failed with --network=host too: {out}");
+    }
+
+    let c = Control::start(&[
+        ("DOCKER_HOST", &docker.host()),
+        ("BERTH_RUNTIME", "runsc"),
+        // No iptables in the private daemon's world: the rules are the
+        // other tests' subject.
+        ("BERTH_FIREWALL", "false"),
+    ])
+    .await;
+    let info = c.get("/v1/info").await.body;
+    assert_eq!(info["isolation"]["default_runtime"], "runsc", "{info}");
+    assert!(
+        info["isolation"]["runtimes"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("runsc"))
+    );
+
+    // The default runtime: a user-space kernel, and still `user` at home,
+    // as the sandbox's own uid, writing its workspace.
+    let s = c.create(json!({})).await;
+    assert_eq!(s["runtime"], "runsc", "{s}");
+    let id = s["id"].as_str().unwrap();
+    let out = c
+        .sh(
+            id,
+            "dmesg | head -1; id -un; echo $HOME; echo hi > ~/workspace/f && cat ~/workspace/f",
+        )
+        .await;
+    assert!(out.contains("gVisor"), "{out}");
+    assert!(out.contains("user\n/home/user\nhi"), "{out}");
+    let uid = s["uid"].as_u64().unwrap();
+    let meta = std::fs::metadata(c.home(id).join("workspace/f")).unwrap();
+    assert_eq!(u64::from(meta.uid()), uid);
+    let runtime = docker.cli(&["inspect", "-f", "{{.HostConfig.Runtime}}", &c.container(id)]);
+    assert_eq!(runtime.1, "runsc");
+
+    // A sandbox may ask for Docker's own runtime on the same host.
+    let plain = c.create(json!({"runtime": "runc"})).await;
+    let plain_id = plain["id"].as_str().unwrap();
+    assert!(
+        !c.sh(plain_id, "dmesg 2>&1 | head -1; true")
+            .await
+            .contains("gVisor")
+    );
+    // Stopped and woken, still on gVisor.
+    assert_eq!(
+        c.post(&format!("/sandbox/{id}/stop"), json!({}))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert!(c.sh(id, "dmesg | head -1").await.contains("gVisor"));
+    drop(c);
 }
 
 #[tokio::test]

@@ -23,6 +23,7 @@ struct Inner {
     routes: IntGaugeVec,
     cert_expiry: prometheus::IntGauge,
     renewals: IntCounterVec,
+    lookups: IntCounterVec,
 }
 
 #[derive(Clone)]
@@ -76,6 +77,16 @@ impl Metrics {
             ),
             &["result"],
         )?;
+        let lookups = IntCounterVec::new(
+            Opts::new(
+                "lookups_total",
+                "Sandboxes the route table did not know, by how the question ended: \
+                 asked control (found, unknown, error), answered from the negative \
+                 cache (cached) or refused by the look-up rate limit (limited)",
+            ),
+            &["result"],
+        )?;
+        registry.register(Box::new(lookups.clone()))?;
         registry.register(Box::new(cert_expiry.clone()))?;
         registry.register(Box::new(renewals.clone()))?;
         registry.register(Box::new(requests.clone()))?;
@@ -95,6 +106,7 @@ impl Metrics {
                 routes,
                 cert_expiry,
                 renewals,
+                lookups,
             }),
         })
     }
@@ -141,6 +153,12 @@ impl Metrics {
             .routes
             .with_label_values(&["traefik_routers"])
             .set(table.router_count() as i64);
+    }
+
+    /// A look-up of a sandbox missing from the route table ended: `result`
+    /// is found, unknown, error, cached or limited.
+    pub fn lookup(&self, result: &str) {
+        self.inner.lookups.with_label_values(&[result]).inc();
     }
 
     pub fn certificate_installed(&self, not_after: i64) {

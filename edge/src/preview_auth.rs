@@ -21,6 +21,9 @@ pub use berth_wire::token::{COOKIE, QUERY_PARAM};
 
 /// How long a sandbox's preview generation is believed without asking control.
 pub const GENERATION_TTL: Duration = Duration::from_secs(2);
+/// How often a sandbox's generation is asked again when a validly signed
+/// token of another generation comes in.
+const GENERATION_RECHECK: Duration = Duration::from_millis(250);
 /// Generations kept at most (a scan of random ids must not grow memory).
 const GENERATIONS_KEPT: usize = 10_000;
 
@@ -119,15 +122,22 @@ impl PreviewAuth {
     }
 
     /// Sandbox `sid`'s current preview generation (`None`: no such sandbox,
-    /// or control could not say).
-    async fn generation(&self, sid: &str) -> Option<String> {
+    /// or control could not say), kept for `GENERATION_TTL`, or only for
+    /// `GENERATION_RECHECK` when `recheck` (a validly signed token of another
+    /// generation: the sandbox may have been re-created or revoked since).
+    async fn generation(&self, sid: &str, recheck: bool) -> Option<String> {
         {
             let kept = self
                 .generations
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
             if let Some((at, generation)) = kept.get(sid) {
-                if at.elapsed() < GENERATION_TTL {
+                let ttl = if recheck {
+                    GENERATION_RECHECK
+                } else {
+                    GENERATION_TTL
+                };
+                if at.elapsed() < ttl {
                     return Some(generation.clone());
                 }
             }
@@ -181,11 +191,22 @@ impl PreviewAuth {
         if claims.is_empty() {
             return None;
         }
-        let generation = self.generation(sid).await?;
-        claims
-            .into_iter()
-            .find(|c| c.generation == generation)
-            .map(|c| c.exp)
+        let current = |generation: &str| {
+            claims
+                .iter()
+                .find(|c| c.generation == generation)
+                .map(|c| c.exp)
+        };
+        let generation = self.generation(sid, false).await?;
+        if let Some(exp) = current(&generation) {
+            return Some(exp);
+        }
+        // Only control signs tokens: one of another generation was minted
+        // before a revoke (refused) or after one this edge has not seen yet
+        // (a just re-created sandbox). Ask again, at most every
+        // GENERATION_RECHECK per sandbox.
+        let generation = self.generation(sid, true).await?;
+        current(&generation)
     }
 
     /// The expiry of `token` if it opens sandbox `sid`.

@@ -153,6 +153,7 @@ impl Edge {
             return Ok(Described::Found(entry.ports.clone(), entry.public));
         }
         if self.recently_unknown(id) {
+            self.metrics.lookup("cached");
             return Ok(Described::Unknown);
         }
         if !self
@@ -161,9 +162,16 @@ impl Edge {
             .unwrap_or_else(PoisonError::into_inner)
             .take()
         {
+            self.metrics.lookup("limited");
             return Ok(Described::Limited);
         }
-        match self.control.sandbox(id).await? {
+        let asked = self.control.sandbox(id).await;
+        self.metrics.lookup(match &asked {
+            Ok(Some(_)) => "found",
+            Ok(None) => "unknown",
+            Err(_) => "error",
+        });
+        match asked? {
             Some(remote) => Ok(Described::Found(remote.ports, remote.public)),
             None => {
                 let mut unknown = self.unknown.lock().unwrap_or_else(PoisonError::into_inner);

@@ -7,46 +7,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{APP_START, Control, Edge, WEB_IMAGE, WebSocket};
+use common::{APP_START, WebSocket, app_sandbox, served_app, stack, until_served};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-
-async fn stack(control_env: &[(&str, &str)], edge_env: &[(&str, &str)]) -> (Control, Edge) {
-    common::ensure_web_image();
-    let mut env = vec![("BERTH_IMAGE", WEB_IMAGE)];
-    env.extend_from_slice(control_env);
-    let control = Control::start(&env).await;
-    let edge = Edge::start(&control, edge_env).await;
-    (control, edge)
-}
-
-async fn app_sandbox(c: &Control, extra: Value) -> String {
-    let mut body = json!({"ports": [3000], "start": APP_START});
-    for (k, v) in extra.as_object().unwrap() {
-        body[k] = v.clone();
-    }
-    c.create(body).await["id"].as_str().unwrap().to_string()
-}
-
-/// Waits for the app to listen (the start command is asynchronous).
-async fn until_served(edge: &Edge, host: &str) {
-    for _ in 0..200 {
-        if edge.get_text(host, "/").await.0 == 200 {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("{host} was never served\n{}", edge.log_text());
-}
-
-/// The stack with one app sandbox, served: (control, edge, its id, its host).
-async fn served_app() -> (Control, Edge, String, String) {
-    let (c, edge) = stack(&[], &[]).await;
-    let id = app_sandbox(&c, json!({})).await;
-    let host = edge.preview_host(&id, 3000);
-    until_served(&edge, &host).await;
-    (c, edge, id, host)
-}
 
 #[tokio::test]
 async fn a_sandbox_port_is_routed_and_everything_else_is_a_404() {

@@ -633,3 +633,165 @@ impl Drop for Control {
         let _ = std::fs::remove_dir_all(&self.data_dir);
     }
 }
+
+/// A Docker daemon of the test's own (data root, exec root, socket, pid
+/// file under a temp directory, a bridge of its own, address pools apart
+/// from the machine's daemon, no iptables), for what must not touch the
+/// machine's daemon: registering runtimes, killing it. Dropping it removes
+/// its containers, stops it and what it started, and deletes its files and
+/// its bridge.
+///
+/// Never `--bridge=none`: a dockerd told so deletes the host's `docker0`,
+/// the machine daemon's default bridge.
+pub struct PrivateDocker {
+    pub dir: PathBuf,
+    bridge: String,
+    child: Option<Child>,
+}
+
+impl PrivateDocker {
+    /// Starts dockerd with `config` as its daemon.json, and waits for it.
+    pub fn start(config: &Value) -> PrivateDocker {
+        let dir = std::env::temp_dir().join(unique("berth-dockerd-"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("daemon.json"), config.to_string()).unwrap();
+        let log = std::fs::File::create(dir.join("dockerd.log")).unwrap();
+        let sock = dir.join("docker.sock");
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let k = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let bridge = format!("bpd{}x{k}", std::process::id() % 100_000);
+        let third = (std::process::id() * 3 + k * 7) % 250;
+        for args in [
+            vec!["link", "add", &bridge, "type", "bridge"],
+            vec![
+                "addr",
+                "add",
+                &format!("10.233.{third}.1/24"),
+                "dev",
+                &bridge,
+            ],
+            vec!["link", "set", &bridge, "up"],
+        ] {
+            let out = Command::new("ip").args(&args).output().unwrap();
+            assert!(out.status.success(), "ip {args:?}: {out:?}");
+        }
+        let child = Command::new("dockerd")
+            .arg("--config-file")
+            .arg(dir.join("daemon.json"))
+            .arg("--data-root")
+            .arg(dir.join("data"))
+            .arg("--exec-root")
+            .arg(dir.join("exec"))
+            .arg("--pidfile")
+            .arg(dir.join("dockerd.pid"))
+            .arg("-H")
+            .arg(format!("unix://{}", sock.display()))
+            .arg(format!("--bridge={bridge}"))
+            .args(["--default-address-pool", "base=10.234.0.0/16,size=24"])
+            .args(["--iptables=false", "--ip6tables=false", "--ip-masq=false"])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("dockerd");
+        let docker = PrivateDocker {
+            dir,
+            bridge,
+            child: Some(child),
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !docker.cli(&["info"]).0 {
+            assert!(
+                Instant::now() < deadline,
+                "the private dockerd did not come up:\n{}",
+                std::fs::read_to_string(docker.dir.join("dockerd.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        docker
+    }
+
+    /// Replaces daemon.json and makes dockerd reload it (SIGHUP; runtimes
+    /// are reloadable).
+    pub fn reload(&self, config: &Value) {
+        std::fs::write(self.dir.join("daemon.json"), config.to_string()).unwrap();
+        let pid = self.child.as_ref().unwrap().id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-HUP", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
+    /// `DOCKER_HOST` for clients of this daemon.
+    pub fn host(&self) -> String {
+        format!("unix://{}", self.dir.join("docker.sock").display())
+    }
+
+    /// Runs the docker CLI against this daemon: (succeeded, stdout+stderr).
+    pub fn cli(&self, args: &[&str]) -> (bool, String) {
+        let out = Command::new("docker")
+            .arg("-H")
+            .arg(self.host())
+            .args(args)
+            .output()
+            .expect("docker CLI");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text.trim().to_string())
+    }
+
+    /// Copies an image of the machine's daemon into this one.
+    pub fn load(&self, image: &str) {
+        let mut save = Command::new("docker")
+            .args(["save", image])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let loaded = Command::new("docker")
+            .arg("-H")
+            .arg(self.host())
+            .args(["load", "-q"])
+            .stdin(save.stdout.take().unwrap())
+            .output()
+            .unwrap();
+        assert!(save.wait().unwrap().success(), "docker save {image}");
+        assert!(loaded.status.success(), "docker load: {loaded:?}");
+    }
+}
+
+impl Drop for PrivateDocker {
+    fn drop(&mut self) {
+        let (_, ids) = self.cli(&["ps", "-aq"]);
+        for id in ids.lines().filter(|l| !l.is_empty()) {
+            let _ = self.cli(&["rm", "-f", "-v", id]);
+        }
+        let _ = self.cli(&["network", "prune", "-f"]);
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        // Shims and runtime processes it started that outlived it (a
+        // container whose start failed): they name its directories.
+        let _ = Command::new("pkill")
+            .args(["-KILL", "-f", &self.dir.display().to_string()])
+            .status();
+        let _ = Command::new("ip")
+            .args(["link", "delete", &self.bridge])
+            .status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
