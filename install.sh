@@ -84,19 +84,25 @@ else
 fi
 
 # ── gVisor ───────────────────────────────────────────────────────────────────
+# register_runsc ARGS...: (re)writes Docker's runsc runtime with ARGS and
+# makes dockerd reload its configuration (runtimes reload without a restart).
+register_runsc() {
+  as_root runsc install -- "$@"
+  if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet docker 2>/dev/null; then
+    as_root systemctl reload docker
+  else
+    as_root kill -HUP "$(pidof dockerd)"
+  fi
+  sleep 1
+  for _ in $(seq 1 20); do docker_runtimes | grep -qw runsc && return 0; sleep 1; done
+  die "Docker did not pick up the runsc runtime (see /etc/docker/daemon.json)"
+}
 docker_runtimes() { "${DOCKER[@]}" info --format '{{range $name, $_ := .Runtimes}}{{$name}} {{end}}' 2>/dev/null; }
 if [ "$RUNTIME" = gvisor ] || [ "$RUNTIME" = runsc ]; then
   if ! docker_runtimes | grep -qw runsc; then
     command -v runsc >/dev/null 2>&1 || need_packages runsc
     say "registering gVisor (runsc) with Docker: adding a \"runsc\" runtime to /etc/docker/daemon.json (your other settings are kept), then reloading dockerd"
-    as_root runsc install -- --platform=ptrace
-    if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet docker 2>/dev/null; then
-      as_root systemctl reload docker
-    else
-      as_root kill -HUP "$(pidof dockerd)"
-    fi
-    for _ in $(seq 1 20); do docker_runtimes | grep -qw runsc && break; sleep 1; done
-    docker_runtimes | grep -qw runsc || die "Docker did not pick up the runsc runtime (see /etc/docker/daemon.json)"
+    register_runsc --platform=ptrace
   fi
 fi
 
@@ -213,6 +219,23 @@ else
   "${DOCKER[@]}" build -q --build-arg "RUNTIME_IMAGE=$BASE_IMAGE" --target control -t "berth-control:$VERSION" "$ctx" >/dev/null
   "${DOCKER[@]}" build -q --build-arg "RUNTIME_IMAGE=$BASE_IMAGE" --target edge -t "berth-edge:$VERSION" "$ctx" >/dev/null
   build_sandbox_image --build-arg "BASE_IMAGE=$BASE_IMAGE"
+fi
+
+# gVisor must actually run the sandbox image. Older runsc releases take any
+# network namespace for the host's on newer kernels and refuse to start; they
+# then run with --network=host, which passes networking to the container's
+# own namespace (still not the host's) instead of gVisor's network stack.
+if [ "$(get_env BERTH_RUNTIME)" = runsc ]; then
+  smoke() { "${DOCKER[@]}" run --rm --runtime runsc --entrypoint /bin/true "$SANDBOX_IMAGE" 2>&1; }
+  if ! out="$(smoke)"; then
+    if printf '%s' "$out" | grep -q "root network namespace"; then
+      say "this runsc cannot start its own network stack on this kernel: using --network=host"
+      register_runsc --platform=ptrace --network=host
+      out="$(smoke)" || die "gVisor cannot run the sandbox image: $out"
+    else
+      die "gVisor cannot run the sandbox image: $out"
+    fi
+  fi
 fi
 
 # ── Start ────────────────────────────────────────────────────────────────────

@@ -238,6 +238,13 @@ impl Config {
             _ => Tokens::none(),
         };
         if let Some(edge) = self.edge_token.as_ref().filter(|t| !t.is_empty()) {
+            if tokens.is_empty() {
+                // Auth would be on with no token that opens the API.
+                return Err(invalid(
+                    "BERTH_API_TOKENS",
+                    "set as well when BERTH_EDGE_TOKEN is (the edge's token opens only /v1/edge/…)",
+                ));
+            }
             tokens = tokens.with_edge(edge.expose())?;
         }
         if tokens.is_empty() && !self.api_bind.ip().is_loopback() {
@@ -404,6 +411,14 @@ mod tests {
         let text = err.to_string();
         assert!(text.contains("BERTH_API_TOKENS"), "{text}");
         assert!(text.contains("0.0.0.0:9090"), "{text}");
+    }
+
+    #[test]
+    fn an_edge_token_without_admin_tokens_is_refused() {
+        let err = parse(&["--edge-token", "e".repeat(20).as_str()])
+            .validate()
+            .unwrap_err();
+        assert!(err.to_string().contains("BERTH_API_TOKENS"), "{err}");
     }
 
     #[test]

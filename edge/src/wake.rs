@@ -78,7 +78,9 @@ impl Waker {
     /// Whether Docker says sandbox `id`'s container runs (the route table
     /// is refreshed from it on the way).
     async fn runs_in_docker(&self, id: &str) -> bool {
-        if let Err(e) = watcher::refresh(&self.docker, &self.routes, &format!("berth-{id}")).await {
+        if let Err(e) =
+            watcher::refresh(&self.docker, &self.routes, &berth_wire::container_name(id)).await
+        {
             tracing::debug!(sandbox = %id, error = %e, "could not ask Docker before a wake");
             return false;
         }
@@ -139,7 +141,7 @@ impl Waker {
             // Docker's start event updates the table too, but maybe not yet:
             // read the container's new address now.
             if let Err(e) =
-                watcher::refresh(&self.docker, &self.routes, &format!("berth-{id}")).await
+                watcher::refresh(&self.docker, &self.routes, &berth_wire::container_name(&id)).await
             {
                 outcome = Err(ControlError::Unreachable(format!("Docker: {e}")));
             }

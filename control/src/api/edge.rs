@@ -43,6 +43,22 @@ pub async fn sandbox(
     })))
 }
 
+/// Wakes a sandbox for a preview request. The edge gets the routing facts,
+/// never the record (env names, metadata).
+pub async fn wake(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let rec = state.sandboxes.start(&id).await?;
+    Ok(Json(json!({
+        "id": rec.id,
+        "status": rec.status,
+        "ports": rec.ports.0,
+        "public": rec.public,
+        "preview_generation": rec.preview_generation,
+    })))
+}
+
 #[derive(Debug, Deserialize)]
 pub struct ActivityReport {
     /// Sandbox id → last activity, unix milliseconds.

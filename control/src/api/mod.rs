@@ -75,7 +75,7 @@ pub fn router(state: AppState, tokens: Tokens) -> Router {
         .route("/metrics", get(metrics::scrape))
         .route("/v1/edge/bootstrap", get(edge::bootstrap))
         .route("/v1/edge/sandboxes/{id}", get(edge::sandbox))
-        .route("/v1/edge/sandboxes/{id}/wake", post(sandboxes::start))
+        .route("/v1/edge/sandboxes/{id}/wake", post(edge::wake))
         .route("/v1/edge/activity", post(edge::activity))
         .route("/v1/activity", post(edge::activity))
         .route_layer(middleware::from_fn_with_state(tokens, require_token));

@@ -73,7 +73,7 @@ pub fn container_labels(rec: &SandboxRecord, ctx: &SpecContext) -> HashMap<Strin
         out.insert(labels::NETWORK.into(), network_of(rec, ctx).to_string());
     }
     for port in &rec.ports.0 {
-        let name = format!("berth-{}-{port}", rec.id);
+        let name = format!("{}-{port}", container_name(&rec.id));
         out.insert(
             format!("traefik.http.routers.{name}.rule"),
             format!(

@@ -95,6 +95,12 @@ impl Sandboxes {
         rec: &SandboxRecord,
         container: &str,
     ) -> Result<(), SandboxError> {
+        // Never a sandbox running without its egress rules: when they are
+        // not installed (a failed reinstall), try once more, else refuse.
+        let firewall = self.inner.firewall.status();
+        if firewall.enabled && !firewall.installed {
+            self.prepare_networks(false).await?;
+        }
         self.inner.docker.start(container).await?;
         tracing::info!(sandbox = %rec.id, "container started");
         if let Some(start) = &rec.start_cmd {

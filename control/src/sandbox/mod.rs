@@ -57,7 +57,7 @@ pub enum SandboxError {
     RuntimeMissing(String, String),
     #[error(
         "the sandbox firewall could not be installed, so sandboxes could reach the host and private \
-         networks; nothing is started until it is ({0}). Set BERTH_FIREWALL=false only where another \
+         networks; no sandbox is created or started until it is ({0}). Set BERTH_FIREWALL=false only where another \
          tool guards sandbox egress"
     )]
     Firewall(String),
@@ -418,6 +418,7 @@ impl Sandboxes {
             None if self.inner.workspaces.exists(&id) => {
                 self.remove_container_if_ours(&id).await?;
                 self.inner.workspaces.remove(&id)?;
+                self.forget_identity(&id).await;
                 Ok(())
             }
             None => Err(SandboxError::NotFound(id)),

@@ -1,7 +1,7 @@
 //! Signed preview tokens for private sandboxes.
 //!
 //! Format: `<payload>.<signature>`, both base64url without padding; the
-//! payload is JSON `{"v":2,"sid":"<sandbox id>","gen":"<generation>","exp":<unix seconds>}`
+//! payload is JSON `{"v":2,"sid":"<sandbox id>","generation":"<generation>","exp":<unix seconds>}`
 //! and the signature is HMAC-SHA256 of the payload's base64 text under the
 //! instance's preview key. Control mints them; the edge verifies them with
 //! the same key and checks `gen` against the sandbox's current preview

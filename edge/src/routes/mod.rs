@@ -222,7 +222,7 @@ mod tests {
     fn sandbox_container(id: &str, running: bool) -> ContainerInfo {
         ContainerInfo {
             id: format!("c-{id}"),
-            name: format!("berth-{id}"),
+            name: berth_wire::container_name(id),
             labels: HashMap::from([
                 ("berth.managed".into(), "true".into()),
                 ("berth.instance".into(), "mine".into()),

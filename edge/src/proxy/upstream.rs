@@ -1,0 +1,242 @@
+//! Reaching an app: the relay or Pingora's proxy, the forwarded fields,
+//! waking a sandbox and waiting for its port.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use pingora::prelude::*;
+use pingora::proxy::Session;
+use pingora::{Error, ErrorType};
+
+use super::{Ctx, Edge};
+use crate::control::ControlError;
+use crate::pages::Page;
+use crate::preview_auth;
+use crate::relay::{Field, Outcome, Relay};
+use crate::wake;
+
+impl Edge {
+    /// The upstream is chosen: the relay answers a plain GET or HEAD on
+    /// the edge's own keep-alive path; anything else, or a request whose
+    /// connection could not be made, goes to Pingora's proxy (`Ok(false)`).
+    pub(super) async fn relay_or_proxy(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+    ) -> Result<bool> {
+        let Some(addr) = ctx.upstream else {
+            return Ok(false);
+        };
+        if !self.settings.relay || !Relay::takes(session) {
+            return Ok(false);
+        }
+        let Some(request) = Relay::request(session, &Self::forwarded(session, ctx)) else {
+            return Ok(false);
+        };
+        match self.relay.forward(session, addr, &request).await {
+            Ok(Outcome::Answered) => Ok(true),
+            Ok(Outcome::NotConnected) => Ok(false),
+            Err(e) => Err(e.into_pingora()),
+        }
+    }
+
+    /// The fields the edge sets on a request for an app, each replacing
+    /// the client's (`None` removes it): X-Forwarded-*, X-Real-IP, and the
+    /// cookie without the preview cookie.
+    pub(super) fn forwarded(session: &Session, ctx: &Ctx) -> Vec<Field> {
+        let req = session.req_header();
+        let mut fields = Vec::with_capacity(5);
+        if let Some(client) = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip().to_string())
+        {
+            let chain = match req
+                .headers
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok())
+            {
+                Some(prior) => format!("{prior}, {client}"),
+                None => client.clone(),
+            };
+            fields.push(("x-forwarded-for", Some(chain)));
+            fields.push(("x-real-ip", Some(client)));
+        }
+        let proto = if ctx.tls { "https" } else { "http" };
+        fields.push(("x-forwarded-proto", Some(proto.to_string())));
+        if !ctx.host.is_empty() {
+            fields.push(("x-forwarded-host", Some(ctx.host.clone())));
+        }
+        if ctx.strip_cookie {
+            // The preview cookie is berth's, not the app's.
+            let kept: Vec<String> = req
+                .headers
+                .get_all("cookie")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .filter_map(|h| preview_auth::without_cookie(h, preview_auth::COOKIE))
+                .collect();
+            fields.push(("cookie", (!kept.is_empty()).then(|| kept.join("; "))));
+        }
+        fields
+    }
+
+    /// The address of a sandbox's port once it accepts connections: at once
+    /// when the sandbox runs, else after waking it (holding the request). A
+    /// browser that would wait long gets a page that reloads itself.
+    pub(super) async fn reach(
+        &self,
+        id: &str,
+        port: u16,
+        html: bool,
+    ) -> std::result::Result<SocketAddr, Page> {
+        let budget = if html {
+            self.settings
+                .starting_page_after
+                .min(self.settings.wake_timeout)
+        } else {
+            self.settings.wake_timeout
+        };
+        let deadline = Instant::now() + budget;
+        if let Some(addr) = self.routes.sandbox_upstream(id, port) {
+            if self.waker.is_warming(id, port) {
+                return self.wait_for_app(id, addr, deadline, html, budget).await;
+            }
+            return Ok(addr);
+        }
+
+        // Stopped: wake it, holding the request.
+        match tokio::time::timeout(budget, self.waker.wake(id)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(ControlError::NotFound)) => {
+                return Err(Page::not_found(format!("There is no sandbox `{id}` here.")));
+            }
+            Ok(Err(ControlError::Refused {
+                status: 503,
+                code,
+                message,
+            })) => {
+                // Control's reason, as control named it: out of room (try
+                // again later), or Docker or the firewall not ready.
+                let (code, title, retry) = match code.as_str() {
+                    "firewall_unavailable" => (
+                        "firewall_unavailable",
+                        "The sandbox cannot start right now",
+                        5,
+                    ),
+                    "docker_unavailable" => (
+                        "docker_unavailable",
+                        "The sandbox cannot start right now",
+                        5,
+                    ),
+                    _ => ("sandbox_capacity", "Not enough room right now", 30),
+                };
+                let mut page = Page::new(503, code, title, message);
+                page.retry_after = Some(retry);
+                return Err(page);
+            }
+            Ok(Err(e)) => {
+                return Err(Page::new(
+                    502,
+                    "wake_failed",
+                    "The sandbox could not start",
+                    e.to_string(),
+                ));
+            }
+            Err(_) if html => return Err(Page::starting(id)),
+            Err(_) => return Err(Self::wake_timeout_page(id, budget)),
+        }
+        let Some(addr) = self.routes.sandbox_upstream(id, port) else {
+            return Err(Page::new(
+                502,
+                "no_address",
+                "The sandbox has no address",
+                "It started, but Docker reports no address for it yet. Try again.",
+            ));
+        };
+        self.wait_for_app(id, addr, deadline, html, budget).await
+    }
+
+    /// Holds a request until a freshly woken app accepts connections.
+    pub(super) async fn wait_for_app(
+        &self,
+        id: &str,
+        addr: SocketAddr,
+        deadline: Instant,
+        html: bool,
+        budget: Duration,
+    ) -> std::result::Result<SocketAddr, Page> {
+        let waiting = Instant::now();
+        if !wake::wait_for_port(addr, deadline).await {
+            if html {
+                return Err(Page::starting(id));
+            }
+            let message = format!(
+                "Sandbox `{id}` woke up, but nothing accepted connections on port {} within {} s.",
+                addr.port(),
+                budget.as_secs()
+            );
+            return Err(Page::new(
+                504,
+                "app_not_listening",
+                "The app is not answering",
+                message,
+            ));
+        }
+        tracing::debug!(sandbox = %id, port = addr.port(), ms = waiting.elapsed().as_millis() as u64, "the app accepts connections");
+        self.waker.port_ready(id, addr.port());
+        Ok(addr)
+    }
+
+    /// After a refused connection: is the sandbox still running? Docker is
+    /// asked (not the route table, which may lag), and a sandbox that
+    /// stopped is woken. `Err` carries what to answer.
+    pub(super) async fn reach_again(&self, ctx: &mut Ctx) -> Result<SocketAddr> {
+        let (Some(id), Some(failed)) = (ctx.sandbox.clone(), ctx.upstream) else {
+            return Err(Error::explain(
+                ErrorType::InternalError,
+                "no sandbox to recheck",
+            ));
+        };
+        let container = self
+            .routes
+            .load()
+            .sandbox(&id)
+            .map(|e| e.container_id.clone());
+        if let Some(container) = container {
+            if let Err(e) = self.waker.refresh(&container).await {
+                tracing::warn!(sandbox = %id, error = %e, "could not recheck a sandbox with Docker");
+            }
+        }
+        if self.routes.sandbox_upstream(&id, ctx.port) == Some(failed) {
+            // It runs where we knocked: the app itself refuses.
+            return Err(Error::explain(
+                ErrorType::ConnectRefused,
+                "the app refused the connection",
+            ));
+        }
+        tracing::info!(sandbox = %id, "the sandbox stopped or moved under a request: waking it");
+        match self.reach(&id, ctx.port, ctx.html).await {
+            Ok(addr) => Ok(addr),
+            Err(page) => {
+                ctx.page = Some(page);
+                Err(Error::explain(
+                    ErrorType::Custom("answered"),
+                    "a page was chosen",
+                ))
+            }
+        }
+    }
+
+    pub(super) fn wake_timeout_page(id: &str, budget: Duration) -> Page {
+        Page::new(
+            504,
+            "wake_timeout",
+            "The sandbox is taking too long",
+            format!(
+                "Sandbox `{id}` did not start within {} s.",
+                budget.as_secs()
+            ),
+        )
+    }
+}
