@@ -725,3 +725,69 @@ async fn an_unknown_runtime_is_refused_at_once_and_gvisor_runs_where_docker_has_
             || c.sh(id, "cat /proc/version").await.contains("gVisor")
     );
 }
+
+#[tokio::test]
+async fn no_sandbox_runs_where_the_egress_rules_cannot_be_installed() {
+    // iptables that always fails (no NET_ADMIN, say), first on control's PATH.
+    let shims = tempfile_dir("berth-noipt-");
+    for name in [
+        "iptables",
+        "iptables-restore",
+        "iptables-nft",
+        "iptables-nft-restore",
+        "iptables-legacy",
+        "iptables-legacy-restore",
+        "ip6tables",
+        "ip6tables-restore",
+    ] {
+        let path = shims.join(name);
+        std::fs::write(
+            &path,
+            "#!/bin/sh\necho 'Permission denied (you must be root)' >&2\nexit 4\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let path = format!(
+        "{}:{}",
+        shims.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let c = Control::start(&[("PATH", &path)]).await;
+    let r = c.post("/sandbox", json!({})).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{r:?}");
+    assert_eq!(r.code(), "firewall_unavailable");
+    let (_, running) = docker(&[
+        "ps",
+        "-q",
+        "--filter",
+        &format!("label=berth.instance={}", c.instance),
+    ]);
+    assert_eq!(running, "", "a sandbox runs without its rules");
+    let info = c.get("/v1/info").await.body;
+    assert_eq!(
+        info["isolation"]["egress"]["firewall"]["installed"], false,
+        "{info}"
+    );
+
+    // The same host with the firewall left to another tool: it runs.
+    let off = Control::start(&[("PATH", &path), ("BERTH_FIREWALL", "false")]).await;
+    assert_eq!(
+        off.post("/sandbox", json!({})).await.status,
+        StatusCode::CREATED
+    );
+    let _ = std::fs::remove_dir_all(&shims);
+}
+
+fn tempfile_dir(prefix: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(
+        format!(
+            "{prefix}{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        )
+        .replace(['(', ')'], ""),
+    );
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
