@@ -95,23 +95,32 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
     if let Err(e) = tasks.recover().await {
         tracing::error!(error = %e, "could not recover tasks after the restart");
     }
+    let health = crate::supervise::Health::default();
     let background = [
-        tokio::spawn(reconciler::run(
-            sandboxes.clone(),
-            settings.reconcile_interval,
-            loops.clone(),
-        )),
-        tokio::spawn(reaper::run(
-            sandboxes.clone(),
-            settings.reap_interval,
-            loops.clone(),
-        )),
-        tokio::spawn(activity::flush_loop(
-            activity.clone(),
-            store.clone(),
-            Duration::from_secs(5),
-            loops.clone(),
-        )),
+        crate::supervise::spawn("reconciler", health.clone(), loops.clone(), {
+            let (sandboxes, every, stop) = (
+                sandboxes.clone(),
+                settings.reconcile_interval,
+                loops.clone(),
+            );
+            move || reconciler::run(sandboxes.clone(), every, stop.clone())
+        }),
+        crate::supervise::spawn("reaper", health.clone(), loops.clone(), {
+            let (sandboxes, every, stop) =
+                (sandboxes.clone(), settings.reap_interval, loops.clone());
+            move || reaper::run(sandboxes.clone(), every, stop.clone())
+        }),
+        crate::supervise::spawn("activity", health.clone(), loops.clone(), {
+            let (activity, store, stop) = (activity.clone(), store.clone(), loops.clone());
+            move || {
+                activity::flush_loop(
+                    activity.clone(),
+                    store.clone(),
+                    Duration::from_secs(5),
+                    stop.clone(),
+                )
+            }
+        }),
     ];
 
     let state = AppState {
@@ -120,6 +129,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
         store: store.clone(),
         docker,
         started: Instant::now(),
+        health,
     };
     let app = api::router(state, tokens.clone());
     tracing::info!(

@@ -53,28 +53,87 @@ fn tree(root: i32, parents: &HashMap<i32, i32>) -> HashSet<i32> {
     }
 }
 
-/// SIGKILLs `root` and its descendants; returns how many were signalled.
-/// Scans twice so that children forked during the first pass die too.
-pub fn kill_tree(root: i32) -> usize {
-    if root <= 1 || fs::metadata(format!("/proc/{root}")).is_err() {
-        return 0;
-    }
-    let mut killed = HashSet::new();
-    for _ in 0..2 {
-        let parents = parents();
-        // Once the root is dead its children are re-parented; keep the ones
-        // already seen as roots too.
-        let mut targets = tree(root, &parents);
-        for pid in killed.iter().copied().collect::<Vec<i32>>() {
-            targets.extend(tree(pid, &parents));
+/// The variable every exec carries (`BERTH_EXEC=<marker>`), inherited by
+/// everything it starts: a process that left its parent's tree (`setsid`,
+/// a double fork, `nohup … &` in a subshell) is found by it.
+pub const MARKER_VAR: &str = "BERTH_EXEC";
+
+/// Whether `environ` (NUL-separated, as in /proc/<pid>/environ) holds
+/// `BERTH_EXEC=<marker>`.
+fn carries(environ: &[u8], marker: &str) -> bool {
+    let wanted = format!("{MARKER_VAR}={marker}");
+    environ.split(|b| *b == 0).any(|v| v == wanted.as_bytes())
+}
+
+/// Live processes carrying `marker`; unreadable environments (a process
+/// that just ended, or no permission) are skipped and counted.
+fn marked(marker: &str, pids: impl Iterator<Item = i32>) -> (HashSet<i32>, usize) {
+    let mut found = HashSet::new();
+    let mut unreadable = 0;
+    for pid in pids {
+        match fs::read(format!("/proc/{pid}/environ")) {
+            Ok(environ) if carries(&environ, marker) => {
+                found.insert(pid);
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => unreadable += 1,
+            Err(_) => {}
         }
+    }
+    (found, unreadable)
+}
+
+/// What [`kill_exec`] did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Killed {
+    pub signalled: usize,
+    /// Processes whose environment could not be read (control lacks
+    /// CAP_SYS_PTRACE): an exec's detached children may be among them.
+    pub unreadable: usize,
+}
+
+/// SIGKILLs `root` and its descendants; returns how many were signalled.
+pub fn kill_tree(root: i32) -> usize {
+    kill_exec(Some(root), None).signalled
+}
+
+/// SIGKILLs everything an exec started: the tree under `root` (its host
+/// PID, when it still runs) and every process carrying `marker`, with their
+/// descendants. Scans until a pass finds nothing new, at most four times,
+/// so children forked meanwhile die too.
+pub fn kill_exec(root: Option<i32>, marker: Option<&str>) -> Killed {
+    let root = root.filter(|r| *r > 1 && fs::metadata(format!("/proc/{r}")).is_ok());
+    let mut killed = HashSet::new();
+    let mut unreadable = 0;
+    for _ in 0..4 {
+        let parents = parents();
+        let mut roots: HashSet<i32> = root.into_iter().collect();
+        if let Some(marker) = marker {
+            let (found, denied) = marked(marker, parents.keys().copied());
+            roots.extend(found);
+            unreadable = denied;
+        }
+        // Once a parent is dead its children are re-parented; keep the ones
+        // already seen as roots too.
+        roots.extend(killed.iter().copied());
+        let mut targets = HashSet::new();
+        for r in roots {
+            targets.extend(tree(r, &parents));
+        }
+        let before = killed.len();
         for pid in targets {
-            if kill(Pid::from_raw(pid), Signal::SIGKILL).is_ok() {
+            if pid > 1 && kill(Pid::from_raw(pid), Signal::SIGKILL).is_ok() {
                 killed.insert(pid);
             }
         }
+        if killed.len() == before {
+            break;
+        }
     }
-    killed.len()
+    Killed {
+        signalled: killed.len(),
+        unreadable,
+    }
 }
 
 #[cfg(test)]
@@ -92,6 +151,37 @@ mod tests {
     fn tree_holds_all_descendants_and_nothing_else() {
         let parents = HashMap::from([(2, 1), (3, 2), (4, 3), (5, 1), (6, 4)]);
         assert_eq!(tree(2, &parents), HashSet::from([2, 3, 4, 6]));
+    }
+
+    #[test]
+    fn markers_match_whole_variables_only() {
+        let env = b"PATH=/bin\0BERTH_EXEC=01ABC\0HOME=/root\0";
+        assert!(carries(env, "01ABC"));
+        assert!(!carries(env, "01AB"));
+        assert!(!carries(b"XBERTH_EXEC=01ABC\0", "01ABC"));
+    }
+
+    #[test]
+    fn a_detached_process_carrying_the_marker_is_killed() {
+        // `setsid` in a subshell: the sleep is re-parented away from `sh`.
+        let marker = format!("test-{}", std::process::id());
+        let status = std::process::Command::new("sh")
+            .args(["-c", "(setsid sleep 31 >/dev/null 2>&1 &)"])
+            .env(MARKER_VAR, &marker)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let parents = parents();
+        let (found, _) = marked(&marker, parents.keys().copied());
+        assert_eq!(found.len(), 1, "{found:?}");
+        let pid = *found.iter().next().unwrap();
+        let killed = kill_exec(None, Some(&marker));
+        assert_eq!(killed.signalled, 1);
+        // Reaped by whoever adopted it; gone or a zombie.
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        assert!(stat.is_empty() || stat.contains(") Z"), "{stat}");
     }
 
     #[test]

@@ -16,7 +16,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt, fchown, lchown};
 use std::path::{Component, Path, PathBuf};
 
 use cap_std::ambient_authority;
-use cap_std::fs::{Dir, OpenOptions};
+use cap_std::fs::{Dir, OpenOptions, OpenOptionsExt};
 use serde::Serialize;
 
 #[derive(Debug, thiserror::Error)]
@@ -213,6 +213,9 @@ impl Workspaces {
             let dir = ws.open_dir(&rel).map_err(|e| map_io(e, path))?;
             return list(&dir, path);
         }
+        if !meta.is_file() {
+            return Err(not_regular(path));
+        }
         if meta.len() > max {
             return Err(FilesError::TooLarge {
                 path: path.to_string(),
@@ -220,7 +223,14 @@ impl Workspaces {
                 max,
             });
         }
-        let mut file = ws.open(&rel).map_err(|e| map_io(e, path))?;
+        // Non-blocking, and checked again on the open file: a FIFO swapped
+        // in meanwhile must not hold this thread forever.
+        let mut file = ws
+            .open_with(&rel, OpenOptions::new().read(true).custom_flags(NONBLOCK))
+            .map_err(|e| map_io(e, path))?;
+        if !file.metadata()?.is_file() {
+            return Err(not_regular(path));
+        }
         let mut content = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
         Read::by_ref(&mut file)
             .take(max + 1)
@@ -256,7 +266,8 @@ impl Workspaces {
             make_dirs(&ws, parent, path)?;
         }
         let mut options = OpenOptions::new();
-        options.write(true).create(true);
+        // Non-blocking: opening a FIFO to write would wait for a reader.
+        options.write(true).create(true).custom_flags(NONBLOCK);
         if append {
             options.append(true);
         } else {
@@ -264,6 +275,9 @@ impl Workspaces {
         }
         let owner = owner_of(&ws)?;
         let mut file = ws.open_with(&rel, &options).map_err(|e| map_io(e, path))?;
+        if !file.metadata()?.is_file() {
+            return Err(not_regular(path));
+        }
         give_to(&file, owner)?;
         file.write_all(content)?;
         file.flush()?;
@@ -328,8 +342,30 @@ fn list(dir: &Dir, shown: &str) -> Result<Entry, FilesError> {
     Ok(Entry::Dir(entries))
 }
 
+/// `O_NONBLOCK`: opening a FIFO never waits (regular files ignore it).
+const NONBLOCK: i32 = nix::libc::O_NONBLOCK;
+
+/// Only regular files and directories are served.
+fn not_regular(shown: &str) -> FilesError {
+    FilesError::InvalidPath {
+        path: shown.to_string(),
+        reason: "it is not a regular file or a directory (a FIFO, socket or device)",
+    }
+}
+
 /// Turns cap-std's refusals into what the client did wrong.
 fn map_io(e: io::Error, shown: &str) -> FilesError {
+    let invalid = |reason| FilesError::InvalidPath {
+        path: shown.to_string(),
+        reason,
+    };
+    match e.raw_os_error() {
+        Some(nix::libc::ELOOP) => return invalid("it goes through a loop of symbolic links"),
+        Some(nix::libc::ENAMETOOLONG) => return invalid("a name in it is too long"),
+        // A FIFO opened to write without a reader.
+        Some(nix::libc::ENXIO) => return not_regular(shown),
+        _ => {}
+    }
     match e.kind() {
         io::ErrorKind::NotFound => FilesError::NotFound(shown.to_string()),
         // cap-std reports a path leading outside the workspace this way.

@@ -315,3 +315,46 @@ fn help_lists_every_setting() {
         assert!(help.contains(var), "{var} missing from --help");
     }
 }
+
+#[tokio::test]
+async fn hostile_input_gets_a_clear_400() {
+    let c = Control::start(&[]).await;
+    for image in [
+        "alpine\u{0}x",
+        "../containers/x",
+        "img:latest/json?",
+        "Alpine",
+        "",
+    ] {
+        let r = c.post("/sandbox", json!({"image": image})).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{image:?}: {r:?}");
+        assert_eq!(r.code(), "invalid_image", "{image:?}");
+    }
+    let id = c.create(json!({})).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    for until in [-1, 0, 1_000] {
+        let r = c
+            .post(&format!("/sandbox/{id}/keepalive"), json!({"until": until}))
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{until}: {r:?}");
+    }
+    let r = c
+        .post(
+            &format!("/sandbox/{id}/exec"),
+            json!({"cmd": ["pwd"], "cwd": "app\u{0}x"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{r:?}");
+    assert!(r.body["error"]["message"].as_str().unwrap().contains("cwd"));
+    let r = c
+        .post(
+            &format!("/v1/sandboxes/{id}/tasks"),
+            json!({"prompt": "make\u{0}an app", "agent": "opencode"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{r:?}");
+    assert!(r.body["error"]["message"].as_str().unwrap().contains("NUL"));
+}

@@ -183,3 +183,62 @@ async fn files_of_unknown_sandboxes_and_oversized_bodies_are_refused() {
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn fifos_loops_and_long_names_are_refused_at_once() {
+    let c = Control::start(&[]).await;
+    let id = c.create(json!({})).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    c.sh(
+        &id,
+        "cd ~/workspace && mkfifo fifo2 && ln -s loop-a loop-b && ln -s loop-b loop-a",
+    )
+    .await;
+    let files = format!("/v1/sandboxes/{id}/files");
+    // Each answers 400 at once (the client's own timeout is 120 s).
+    let started = std::time::Instant::now();
+    for _ in 0..3 {
+        let r = c.get(&format!("{files}?path=fifo2")).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{r:?}");
+        assert_eq!(r.code(), "invalid_path");
+        let w = c
+            .put(&files, json!({"path": "fifo2", "content": "x"}))
+            .await;
+        assert_eq!(w.status, StatusCode::BAD_REQUEST, "{w:?}");
+    }
+    // With a reader on the FIFO, a write still does not go into it.
+    let reader = c.exec(
+        &id,
+        &[
+            "/bin/sh",
+            "-c",
+            "timeout 5 cat ~/workspace/fifo2 >/dev/null & sleep 0.3; echo started",
+        ],
+    );
+    let (_, w) = tokio::join!(reader, async {
+        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+        c.put(&files, json!({"path": "fifo2", "content": "x"}))
+            .await
+    });
+    assert_eq!(w.status, StatusCode::BAD_REQUEST, "{w:?}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+
+    for path in ["loop-a", "loop-a/x"] {
+        let r = c.get(&format!("{files}?path={path}")).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{path}: {r:?}");
+        assert_eq!(r.code(), "invalid_path");
+    }
+    let long = "n".repeat(300);
+    let r = c.get(&format!("{files}?path={long}")).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{r:?}");
+    assert_eq!(r.code(), "invalid_path");
+    let w = c.put(&files, json!({"path": long, "content": "x"})).await;
+    assert_eq!(w.status, StatusCode::BAD_REQUEST, "{w:?}");
+    // The control answers everything else as before.
+    assert_eq!(
+        c.get(&format!("{files}?path=")).await.status,
+        StatusCode::OK
+    );
+}

@@ -130,6 +130,112 @@ async fn exec_timeout_kills_the_whole_process_tree() {
     assert_eq!(ps, "", "processes left behind: {ps}");
 }
 
+/// Processes in the sandbox whose arguments match `pattern` (a grep regex).
+async fn leftovers(c: &Control, id: &str, pattern: &str) -> String {
+    c.sh(
+        id,
+        &format!("ps -o args | grep '{pattern}' | grep -v grep || true"),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn stdin_output_and_the_timeout_run_together() {
+    let c = Control::start(&[]).await;
+    let id = c.create(json!({})).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let exec = format!("/v1/sandboxes/{id}/exec");
+    let big = "x".repeat(4 << 20);
+
+    // `cat` echoes its input while it is fed: 4 MiB in, output read meanwhile.
+    let answer = tokio::time::timeout(
+        Duration::from_secs(60),
+        c.post(
+            &exec,
+            json!({"cmd": ["cat"], "stdin": big, "timeout_s": 20}),
+        ),
+    )
+    .await
+    .expect("exec with a large stdin answers");
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+    assert_eq!(answer.body["exit_code"], 0, "{}", answer.body["stderr"]);
+    assert!(!answer.body["stdout"].as_str().unwrap().is_empty());
+
+    // A command that never reads its stdin still meets its timeout.
+    let answer = tokio::time::timeout(
+        Duration::from_secs(60),
+        c.post(
+            &exec,
+            json!({"cmd": ["sleep", "120"], "stdin": big, "timeout_s": 2}),
+        ),
+    )
+    .await
+    .expect("exec that ignores a large stdin answers at its timeout");
+    assert_eq!(answer.body["timed_out"], true, "{answer:?}");
+    assert_eq!(leftovers(&c, &id, "sleep 120").await, "");
+
+    // The same for a streamed exec.
+    let events = c
+        .post_sse(
+            &format!("{exec}/stream"),
+            json!({"cmd": ["sleep", "121"], "stdin": big, "timeout_s": 2}),
+            None,
+            Duration::from_secs(60),
+        )
+        .await;
+    let last = events.last().expect("events");
+    assert_eq!(
+        (last.event.as_str(), &last.data["timed_out"]),
+        ("exit", &json!(true)),
+        "{events:?}"
+    );
+    assert_eq!(leftovers(&c, &id, "sleep 121").await, "");
+}
+
+#[tokio::test]
+async fn everything_an_exec_started_dies_with_it_however_it_detached() {
+    let c = Control::start(&[]).await;
+    let id = c.create(json!({})).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let exec = format!("/v1/sandboxes/{id}/exec");
+
+    // At its timeout: a child in its own session, re-parented to the
+    // container's init, and a double fork through nohup.
+    let r = c
+        .post(
+            &exec,
+            json!({"cmd": "(setsid sleep 311 &); (nohup sleep 312 >/dev/null 2>&1 &); sleep 100", "timeout_s": 2}),
+        )
+        .await;
+    assert_eq!(r.body["timed_out"], true, "{r:?}");
+    assert_eq!(leftovers(&c, &id, "sleep 31[12]").await, "");
+
+    // When the reader of a streamed exec hangs up.
+    let first = c
+        .post_sse(
+            &format!("{exec}/stream"),
+            json!({"cmd": "(setsid sleep 313 >/dev/null 2>&1 &); echo ready; sleep 100"}),
+            Some(1),
+            Duration::from_secs(20),
+        )
+        .await;
+    assert_eq!(first[0].data["text"], "ready\n", "{first:?}");
+    c.eventually(
+        "the detached child of an abandoned stream is killed",
+        Duration::from_secs(10),
+        || async { leftovers(&c, &id, "sleep 313").await.is_empty() },
+    )
+    .await;
+
+    // A command that ends normally leaves its background server running.
+    c.sh(&id, "(setsid sleep 314 >/dev/null 2>&1 &)").await;
+    assert_ne!(leftovers(&c, &id, "sleep 314").await, "");
+}
+
 #[tokio::test]
 async fn streamed_exec_delivers_output_while_the_command_runs() {
     let c = Control::start(&[]).await;

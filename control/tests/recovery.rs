@@ -268,3 +268,99 @@ async fn a_container_made_just_before_a_crash_is_adopted() {
     assert_eq!(got.body["container_id"], docker_id.as_str());
     assert_eq!(c.containers().len(), 1, "adopted, not duplicated");
 }
+
+#[tokio::test]
+async fn a_foreign_container_with_the_sandbox_name_is_never_removed() {
+    let c = Control::start(&[]).await;
+    let id = format!("foreign{}", std::process::id());
+    let name = c.container(&id);
+    let (ok, out) = docker(&[
+        "create",
+        "--name",
+        &name,
+        "--label",
+        "berth.managed=true",
+        "--label",
+        "berth.instance=someone-else",
+        common::TEST_IMAGE,
+    ]);
+    assert!(ok, "{out}");
+    let r = c.post("/v1/sandboxes", json!({"id": id})).await;
+    let still_there = docker(&["inspect", &name]).0;
+    docker(&["rm", "-f", &name]);
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::CONFLICT, "conflict"),
+        "{r:?}"
+    );
+    assert!(
+        still_there,
+        "the create's rollback removed another instance's container"
+    );
+    assert_eq!(
+        c.get(&format!("/v1/sandboxes/{id}")).await.status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn a_container_that_exits_by_itself_is_an_error_restarted_with_backoff() {
+    // An image whose command ends at once.
+    let image = "berth-test-exits:latest";
+    let ctx = std::env::temp_dir().join(format!("berth-exits-{}", std::process::id()));
+    std::fs::create_dir_all(&ctx).unwrap();
+    common::ensure_test_image();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        format!(
+            "FROM {}\nCMD [\"/bin/sh\", \"-c\", \"echo bye from pid 1; exit 3\"]\n",
+            common::TEST_IMAGE
+        ),
+    )
+    .unwrap();
+    let (ok, out) = docker(&["build", "-q", "-t", image, ctx.to_str().unwrap()]);
+    let _ = std::fs::remove_dir_all(&ctx);
+    assert!(ok, "{out}");
+
+    let c = Control::start(&[("BERTH_RECONCILE_INTERVAL", "1")]).await;
+    let r = c.post("/v1/sandboxes", json!({"image": image})).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    let id = r.body["id"].as_str().unwrap().to_string();
+    let container = c.container(&id);
+    let started_at = || common::inspect(&container, "{{.State.StartedAt}}");
+
+    c.eventually(
+        "the sandbox to show the crash",
+        Duration::from_secs(20),
+        || async {
+            let s = c.get(&format!("/v1/sandboxes/{id}")).await.body;
+            s["status"] == "error"
+                && s["status_detail"]
+                    .as_str()
+                    .is_some_and(|d| d.contains("exit code 3") && d.contains("bye from pid 1"))
+        },
+    )
+    .await;
+
+    // Restarts back off: over 12 s of 1 s passes, far fewer than 12 starts.
+    let mut starts = std::collections::HashSet::new();
+    for _ in 0..24 {
+        starts.insert(started_at());
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(
+        starts.len() <= 5,
+        "restarted {} times in 12 s",
+        starts.len()
+    );
+
+    // An explicit start retries at once.
+    let before = started_at();
+    let r = c
+        .post(&format!("/v1/sandboxes/{id}/start"), json!({}))
+        .await;
+    assert!(r.status.is_success(), "{r:?}");
+    assert_ne!(started_at(), before, "start did not restart the container");
+    c.delete(&format!("/v1/sandboxes/{id}")).await;
+    docker(&["rmi", image]);
+}

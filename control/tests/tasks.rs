@@ -590,3 +590,73 @@ async fn a_graceful_shutdown_ends_streams_and_fails_running_tasks() {
     assert_eq!(done["result"]["failure_reason"], "control_stopped");
     assert!(!c.sh(&id, "ps -eo args").await.contains("sleep 601"));
 }
+
+#[tokio::test]
+async fn delete_cancels_the_tasks_and_purge_forgets_them() {
+    let c = control().await;
+    let id = sandbox(&c).await;
+    let running = start_task(
+        &c,
+        &id,
+        json!({"prompt": "hang forever", "agent": "claude"}),
+    )
+    .await;
+    let queued = start_task(
+        &c,
+        &id,
+        json!({"prompt": "page", "agent": "claude", "env": {"PROVIDER_KEY": "sk-secret-1"}}),
+    )
+    .await;
+    assert_eq!(queued["status"], "queued");
+    c.eventually("the agent to start", Duration::from_secs(30), || async {
+        c.sh(&id, "ps -eo args").await.contains("sleep 601")
+    })
+    .await;
+    let container = c.container(&id);
+
+    // Delete: the running task is cancelled (its agent killed with the
+    // container), the queued one never starts.
+    let r = c.delete(&format!("/v1/sandboxes/{id}")).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{r:?}");
+    assert!(!common::docker(&["inspect", &container]).0);
+    let again = c.create(json!({"id": id})).await;
+    assert_eq!(again["id"], id.as_str());
+    for (task, status) in [(&running, "cancelled"), (&queued, "cancelled")] {
+        let t = c
+            .get(&format!(
+                "/v1/sandboxes/{id}/tasks/{}",
+                task["id"].as_str().unwrap()
+            ))
+            .await;
+        assert_eq!(t.body["status"], status, "{t:?}");
+    }
+    // Nothing started after the delete.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let ps = c.sh(&id, "ps -eo args").await;
+    assert!(!ps.contains("claude"), "an agent runs after delete:\n{ps}");
+
+    // Purge: the rows (with their env) are gone, also for a sandbox made
+    // later with the same id.
+    c.delete(&format!("/v1/sandboxes/{id}")).await;
+    let r = c
+        .post(&format!("/v1/sandboxes/{id}/purge"), json!({}))
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{r:?}");
+    c.create(json!({"id": id})).await;
+    let list = c.get(&format!("/v1/sandboxes/{id}/tasks")).await;
+    assert_eq!(list.body["tasks"], json!([]), "{list:?}");
+    let t = c
+        .get(&format!(
+            "/v1/sandboxes/{id}/tasks/{}",
+            queued["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(t.status, StatusCode::NOT_FOUND, "{t:?}");
+    let db = std::fs::read(c.data_dir.join("berth.db")).unwrap_or_default();
+    let wal = std::fs::read(c.data_dir.join("berth.db-wal")).unwrap_or_default();
+    assert!(
+        !String::from_utf8_lossy(&db).contains("sk-secret-1")
+            && !String::from_utf8_lossy(&wal).contains("sk-secret-1"),
+        "a purged task's env is still stored"
+    );
+}

@@ -135,6 +135,9 @@ impl From<SandboxError> for ApiError {
     fn from(e: SandboxError) -> Self {
         match e {
             SandboxError::Invalid(m) => Self::invalid(m),
+            SandboxError::InvalidImage(..) => {
+                Self::new(StatusCode::BAD_REQUEST, "invalid_image", e.to_string())
+            }
             SandboxError::NotFound(_) => Self::not_found(e.to_string()),
             SandboxError::Exists(_) => Self::new(StatusCode::CONFLICT, "conflict", e.to_string()),
             SandboxError::ImageMissing(_) => {

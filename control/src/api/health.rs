@@ -29,6 +29,17 @@ pub async fn readyz(State(state): State<AppState>) -> Result<impl IntoResponse, 
             format!("Docker does not answer: {e}"),
         ));
     }
+    let down = state.health.down();
+    if !down.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            format!(
+                "background loops are restarting after a failure: {}",
+                down.join(", ")
+            ),
+        ));
+    }
     Ok(Json(json!({"status": "ready"})))
 }
 

@@ -37,6 +37,8 @@ pub struct AppState {
     pub store: Store,
     pub docker: Docker,
     pub started: Instant,
+    /// Which background loops are down (restarting after a panic).
+    pub health: crate::supervise::Health,
 }
 
 /// The whole API. Routes of the `sandboxed` API are kept as they are; every

@@ -180,7 +180,12 @@ pub async fn delete(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
+    // 404 for an unknown id before anything is cancelled.
+    state.sandboxes.get(&id).await?;
+    state.tasks.cancel_all(&id).await?;
     state.sandboxes.delete(&id).await?;
+    // A task queued between the two is cancelled too.
+    state.tasks.cancel_all(&id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -188,7 +193,9 @@ pub async fn purge(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
+    state.tasks.cancel_all(&id).await?;
     state.sandboxes.purge(&id).await?;
+    state.tasks.cancel_all(&id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

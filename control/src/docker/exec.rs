@@ -15,16 +15,39 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use super::{Docker, DockerError};
 
 /// One command to run.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct ExecRequest {
     pub cmd: Vec<String>,
     pub cwd: Option<String>,
-    /// `KEY=value` pairs.
+    /// `KEY=value` pairs (may hold secrets: never printed).
     pub env: Vec<String>,
     pub stdin: Option<Vec<u8>>,
     pub timeout: Duration,
     /// Most bytes kept of stdout, and separately of stderr.
     pub output_limit: usize,
+    /// The value of `BERTH_EXEC` in the command's environment, by which
+    /// everything it starts is found again to be killed; a fresh ULID when
+    /// `None`. A task passes its id, so recovery after a restart finds it.
+    pub marker: Option<String>,
+}
+
+impl std::fmt::Debug for ExecRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self
+            .env
+            .iter()
+            .map(|kv| kv.split_once('=').map_or(kv.as_str(), |(k, _)| k))
+            .collect();
+        f.debug_struct("ExecRequest")
+            .field("cmd", &self.cmd)
+            .field("cwd", &self.cwd)
+            .field("env", &names)
+            .field("stdin_bytes", &self.stdin.as_ref().map(Vec::len))
+            .field("timeout", &self.timeout)
+            .field("output_limit", &self.output_limit)
+            .field("marker", &self.marker)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -45,6 +68,8 @@ pub type OutputStream =
 /// An exec that has started and whose output can be read.
 pub struct Attached {
     pub exec_id: String,
+    /// The exec's `BERTH_EXEC` value: see [`Docker::kill_exec`].
+    pub marker: String,
     pub output: OutputStream,
     pub input: Pin<Box<dyn AsyncWrite + Send>>,
 }
@@ -57,12 +82,18 @@ impl Docker {
         req: &ExecRequest,
     ) -> Result<Attached, DockerError> {
         let client = self.client().await?;
+        let marker = req
+            .marker
+            .clone()
+            .unwrap_or_else(|| ulid::Ulid::generate().to_string());
+        let mut env = req.env.clone();
+        env.push(format!("{}={marker}", crate::proctree::MARKER_VAR));
         let created = client
             .create_exec(
                 container,
                 CreateExecOptions::<String> {
                     cmd: Some(req.cmd.clone()),
-                    env: Some(req.env.clone()),
+                    env: Some(env),
                     working_dir: req.cwd.clone(),
                     attach_stdout: Some(true),
                     attach_stderr: Some(true),
@@ -83,6 +114,7 @@ impl Docker {
         match started {
             StartExecResults::Attached { output, input } => Ok(Attached {
                 exec_id: created.id,
+                marker,
                 output,
                 input,
             }),
@@ -124,19 +156,23 @@ impl Docker {
         Ok(())
     }
 
-    /// Runs a command to completion (or to its timeout) and collects its output.
+    /// Runs a command to completion (or to its timeout) and collects its
+    /// output. Stdin is written while the output is read, and the timeout
+    /// covers both: a command that neither reads its input nor exits is
+    /// killed on time.
     pub async fn exec(
         &self,
         container: &str,
         req: &ExecRequest,
     ) -> Result<ExecOutput, DockerError> {
         let began = Instant::now();
-        let mut attached = self.exec_attached(container, req).await?;
-        if let Some(stdin) = &req.stdin {
-            // A command that ignores stdin may close it early: not an error.
-            let _ = attached.input.write_all(stdin).await;
-        }
-        let _ = attached.input.shutdown().await;
+        let Attached {
+            exec_id,
+            marker,
+            mut output,
+            input,
+        } = self.exec_attached(container, req).await?;
+        let _feeding = feed_stdin(input, req.stdin.clone());
 
         let mut out = ExecOutput {
             exit_code: None,
@@ -148,7 +184,7 @@ impl Docker {
         };
         let limit = req.output_limit;
         let collect = async {
-            while let Some(chunk) = attached.output.next().await {
+            while let Some(chunk) = output.next().await {
                 let (buf, bytes) = match chunk? {
                     LogOutput::StdErr { message } => (&mut out.stderr, message),
                     LogOutput::StdOut { message } | LogOutput::Console { message } => {
@@ -168,11 +204,11 @@ impl Docker {
             Ok(result) => result?,
             Err(_) => {
                 out.timed_out = true;
-                self.kill_exec(&attached.exec_id).await;
+                self.kill_exec(&exec_id, &marker).await;
             }
         }
         if !out.timed_out {
-            out.exit_code = self.exec_exit_code(&attached.exec_id).await?;
+            out.exit_code = self.exec_exit_code(&exec_id).await?;
         }
         out.duration = began.elapsed();
         Ok(out)
@@ -191,23 +227,34 @@ impl Docker {
         Ok(None)
     }
 
-    /// Kills an exec's process and all its descendants.
+    /// Kills everything an exec started: its process tree, and every
+    /// process carrying its marker however it detached (`setsid`, double
+    /// forks), even when the exec's own process has already ended.
     ///
     /// Docker has no API for this: the exec's host PID comes from Docker and
-    /// the tree is walked in the host's /proc, which works when control shares
-    /// the host's PID namespace (run on the host, or `pid: host` in Compose).
-    pub async fn kill_exec(&self, exec_id: &str) {
-        let Some(pid) = self.exec_pid(exec_id).await else {
-            return;
-        };
-        let killed = crate::proctree::kill_tree(pid as i32);
-        if killed == 0 {
+    /// processes are found in the host's /proc, which works when control
+    /// shares the host's PID namespace (run on the host, or `pid: host` in
+    /// Compose) and may read other users' environments (root with
+    /// CAP_SYS_PTRACE, which Compose grants).
+    pub async fn kill_exec(&self, exec_id: &str, marker: &str) {
+        let pid = self
+            .exec_pid(exec_id)
+            .await
+            .and_then(|p| i32::try_from(p).ok());
+        let killed = kill_processes(pid, marker).await;
+        if pid.is_some() && killed.signalled == 0 {
             tracing::warn!(
                 exec_id,
                 pid,
-                "a timed-out exec's process is not visible in /proc: run control in the host's PID namespace to kill it"
+                "a killed exec's process is not visible in /proc: run control in the host's PID namespace to kill it"
             );
         }
+    }
+
+    /// Kills every process carrying `marker` (an exec whose id is unknown,
+    /// e.g. a task's agent after a crash).
+    pub async fn kill_marked(&self, marker: &str) {
+        kill_processes(None, marker).await;
     }
 
     /// The host PID of a running exec. Right after an exec starts, Docker
@@ -234,5 +281,47 @@ impl Docker {
             "could not find the process of an exec to kill it"
         );
         None
+    }
+}
+
+/// Kills the tree under `pid` and everything carrying `marker`, off the
+/// async threads (it reads all of /proc).
+async fn kill_processes(pid: Option<i32>, marker: &str) -> crate::proctree::Killed {
+    let wanted = marker.to_string();
+    let killed =
+        tokio::task::spawn_blocking(move || crate::proctree::kill_exec(pid, Some(&wanted)))
+            .await
+            .unwrap_or_default();
+    if killed.unreadable > 0 {
+        tracing::debug!(
+            marker,
+            unreadable = killed.unreadable,
+            "some processes' environments could not be read: detached children may survive (control needs CAP_SYS_PTRACE)"
+        );
+    }
+    killed
+}
+
+/// Writes `stdin` (if any) to a running exec and closes it, in a task of its
+/// own so output is read meanwhile; dropping the guard stops the writing.
+pub(crate) fn feed_stdin(
+    mut input: Pin<Box<dyn AsyncWrite + Send>>,
+    stdin: Option<Vec<u8>>,
+) -> AbortOnDrop {
+    AbortOnDrop(tokio::spawn(async move {
+        if let Some(stdin) = stdin {
+            // A command that ignores stdin may close it early: not an error.
+            let _ = input.write_all(&stdin).await;
+        }
+        let _ = input.shutdown().await;
+    }))
+}
+
+/// Aborts a spawned task when dropped.
+pub(crate) struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

@@ -16,10 +16,13 @@ use bollard::errors::Error as BollardError;
 use bollard::models::{ContainerCreateBody, NetworkCreateRequest};
 use bollard::query_parameters::{
     CreateContainerOptions, InspectContainerOptions, InspectNetworkOptions, ListContainersOptions,
-    ListNetworksOptions, RemoveContainerOptions, StartContainerOptions, StopContainerOptions,
+    ListNetworksOptions, LogsOptions, RemoveContainerOptions, StartContainerOptions,
+    StopContainerOptions,
 };
+use futures_util::StreamExt;
 use tokio::sync::OnceCell;
 
+pub(crate) use exec::feed_stdin;
 pub use exec::{Attached, ExecOutput, ExecRequest};
 
 pub use berth_wire::labels::{
@@ -85,6 +88,8 @@ pub struct ContainerStatus {
     pub running: bool,
     pub exit_code: Option<i64>,
     pub oom_killed: bool,
+    /// Whether it has ever run (a container just created has not).
+    pub ever_started: bool,
     pub ip: Option<String>,
     pub labels: HashMap<String, String>,
 }
@@ -379,9 +384,34 @@ impl Docker {
             running: state.running.unwrap_or(false),
             exit_code: state.exit_code,
             oom_killed: state.oom_killed.unwrap_or(false),
+            // Docker's zero time for a container that never ran.
+            ever_started: state
+                .started_at
+                .as_deref()
+                .is_some_and(|t| !t.is_empty() && !t.starts_with("0001-")),
             ip,
             labels: found.config.and_then(|c| c.labels).unwrap_or_default(),
         }))
+    }
+
+    /// The last `lines` lines of a container's output (stdout and stderr),
+    /// as text.
+    pub async fn log_tail(&self, id: &str, lines: usize) -> Result<String, DockerError> {
+        let options = LogsOptions {
+            stdout: true,
+            stderr: true,
+            tail: lines.to_string(),
+            ..Default::default()
+        };
+        let mut stream = self.client().await?.logs(id, Some(options));
+        let mut text = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            text.extend_from_slice(&chunk?.into_bytes());
+            if text.len() > 64 * 1024 {
+                break;
+            }
+        }
+        Ok(String::from_utf8_lossy(&text).trim_end().to_string())
     }
 
     /// Every container this berth instance made, running or not.

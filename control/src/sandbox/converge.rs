@@ -10,6 +10,9 @@ use sha2::{Digest, Sha256};
 use super::{SandboxError, Sandboxes};
 use crate::docker::spec::{HostSide, WORKSPACE, container_name, container_spec, start_command};
 use crate::docker::{ContainerStatus, DockerError};
+
+/// Lines of a crashed container's output shown in its `status_detail`.
+const CRASH_LOG_LINES: usize = 20;
 use crate::store::{DesiredState, SandboxRecord, Status, now_ms};
 
 /// Label holding a digest of the container's spec and image: a stopped
@@ -60,6 +63,10 @@ impl Sandboxes {
         origin: Origin,
     ) -> Result<(), SandboxError> {
         let container = self.ensure_container(rec).await?;
+        if container.running && origin == Origin::Reconciler {
+            // Up for a whole pass: a crash loop's backoff starts over.
+            self.inner.crashes.forget(&rec.id);
+        }
         if !container.running {
             if origin == Origin::Reconciler && self.idle_expired(rec, now_ms()) {
                 self.inner
@@ -71,6 +78,14 @@ impl Sandboxes {
                     .set_status(&rec.id, Status::Stopped, Some("idle while berth was down"))
                     .await?;
                 return Ok(());
+            }
+            if origin == Origin::Reconciler && container.ever_started {
+                // It ran and stopped without being asked: it exited by itself.
+                if !self.may_restart_crashed(rec, &container).await? {
+                    return Ok(());
+                }
+            } else if origin == Origin::Api {
+                self.inner.crashes.forget(&rec.id);
             }
             self.admit(Some(&rec.id)).await?;
             let began = std::time::Instant::now();
@@ -87,6 +102,55 @@ impl Sandboxes {
                 .await?;
         }
         Ok(())
+    }
+
+    /// A container that exited by itself: the sandbox shows `error` with its
+    /// exit code and last output, and is restarted only as its backoff
+    /// allows. Returns whether to restart it now.
+    async fn may_restart_crashed(
+        &self,
+        rec: &SandboxRecord,
+        container: &ContainerStatus,
+    ) -> Result<bool, SandboxError> {
+        let now = std::time::Instant::now();
+        let base = self.inner.settings.reconcile_interval;
+        let crashes = &self.inner.crashes;
+        let restart = crashes.may_restart(&rec.id, base, now);
+        let last_output = self
+            .inner
+            .docker
+            .log_tail(&container.id, CRASH_LOG_LINES)
+            .await
+            .unwrap_or_else(|e| format!("(its output could not be read: {e})"));
+        let code = container
+            .exit_code
+            .map_or_else(|| "unknown".to_string(), |c| c.to_string());
+        let oom = if container.oom_killed {
+            ", killed for using all its memory"
+        } else {
+            ""
+        };
+        let next = if restart {
+            "restarting it now".to_string()
+        } else {
+            let left = crashes.wait_left(&rec.id, base, now).unwrap_or_default();
+            format!(
+                "next restart in {} s, or at once on `start`",
+                left.as_secs().max(1)
+            )
+        };
+        let detail = format!(
+            "the container exited by itself (exit code {code}{oom}); {next}; last output:\n{last_output}"
+        );
+        self.inner
+            .store
+            .set_status(&rec.id, Status::Error, Some(&detail))
+            .await?;
+        if restart {
+            tracing::warn!(sandbox = %rec.id, exit_code = ?container.exit_code, "the container exited by itself; restarting it");
+            crashes.restarted(&rec.id, now);
+        }
+        Ok(restart)
     }
 
     /// Starts the container, then the sandbox's own start command.
@@ -221,6 +285,7 @@ impl Sandboxes {
             running: false,
             exit_code: None,
             oom_killed: false,
+            ever_started: false,
             ip: None,
             labels: Default::default(),
         })

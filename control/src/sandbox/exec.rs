@@ -52,6 +52,7 @@ impl Sandboxes {
             stdin: spec.stdin,
             timeout: spec.timeout,
             output_limit,
+            marker: None,
         };
         Ok(Prepared { rec, busy, req })
     }

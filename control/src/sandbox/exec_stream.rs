@@ -11,14 +11,13 @@ use std::time::{Duration, Instant};
 
 use bollard::container::LogOutput;
 use futures_util::StreamExt;
-use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
 use super::exec::Prepared;
 use super::request::ExecBody;
 use super::{SandboxError, Sandboxes};
 use crate::activity::Busy;
-use crate::docker::{Attached, Docker, DockerError, ExecRequest};
+use crate::docker::{Attached, Docker, DockerError, ExecRequest, feed_stdin};
 
 /// Events a streamed exec produces, in order; `Exit` or `Error` is last.
 #[derive(Debug, Clone, PartialEq)]
@@ -74,17 +73,20 @@ impl Sandboxes {
 /// the reader leaves. Holding `_busy` keeps the reaper away meanwhile.
 async fn pump(
     docker: Docker,
-    mut attached: Attached,
+    attached: Attached,
     req: ExecRequest,
     began: Instant,
     tx: mpsc::Sender<ExecEvent>,
     _busy: Busy,
 ) {
-    if let Some(stdin) = &req.stdin {
-        // A command that ignores stdin may close it early: not an error.
-        let _ = attached.input.write_all(stdin).await;
-    }
-    let _ = attached.input.shutdown().await;
+    let Attached {
+        exec_id,
+        marker,
+        mut output,
+        input,
+    } = attached;
+    // Fed while the output is read and the deadline runs.
+    let _feeding = feed_stdin(input, req.stdin);
 
     let (mut out, mut err) = (Utf8Decoder::default(), Utf8Decoder::default());
     let deadline = tokio::time::sleep(req.timeout);
@@ -92,7 +94,7 @@ async fn pump(
     let mut timed_out = false;
     loop {
         let event = tokio::select! {
-            chunk = attached.output.next() => match chunk {
+            chunk = output.next() => match chunk {
                 Some(Ok(LogOutput::StdErr { message })) => ExecEvent::Stderr(err.push(&message)),
                 Some(Ok(LogOutput::StdOut { message } | LogOutput::Console { message })) => {
                     ExecEvent::Stdout(out.push(&message))
@@ -100,19 +102,19 @@ async fn pump(
                 Some(Ok(LogOutput::StdIn { .. })) => continue,
                 Some(Err(e)) => {
                     let _ = tx.send(ExecEvent::Error(DockerError::from(e).to_string())).await;
-                    docker.kill_exec(&attached.exec_id).await;
+                    docker.kill_exec(&exec_id, &marker).await;
                     return;
                 }
                 None => break,
             },
             () = &mut deadline => {
                 timed_out = true;
-                docker.kill_exec(&attached.exec_id).await;
+                docker.kill_exec(&exec_id, &marker).await;
                 break;
             }
             () = tx.closed() => {
-                tracing::info!(exec_id = %attached.exec_id, "streamed exec's reader left: killing the command");
-                docker.kill_exec(&attached.exec_id).await;
+                tracing::info!(exec_id = %exec_id, "streamed exec's reader left: killing the command");
+                docker.kill_exec(&exec_id, &marker).await;
                 return;
             }
         };
@@ -120,7 +122,7 @@ async fn pump(
             continue;
         }
         if tx.send(event).await.is_err() {
-            docker.kill_exec(&attached.exec_id).await;
+            docker.kill_exec(&exec_id, &marker).await;
             return;
         }
     }
@@ -138,7 +140,7 @@ async fn pump(
     let exit_code = if timed_out {
         None
     } else {
-        match docker.exec_exit_code(&attached.exec_id).await {
+        match docker.exec_exit_code(&exec_id).await {
             Ok(code) => code,
             Err(e) => {
                 let _ = tx.send(ExecEvent::Error(e.to_string())).await;

@@ -7,6 +7,7 @@
 //! which runs the same [`Sandboxes::converge`].
 
 mod converge;
+mod crashes;
 mod exec;
 mod exec_stream;
 mod locks;
@@ -35,6 +36,8 @@ pub use request::{CreateRequest, ExecBody};
 pub enum SandboxError {
     #[error("{0}")]
     Invalid(String),
+    #[error("image `{0}` is not a valid image reference: {1}")]
+    InvalidImage(String, &'static str),
     #[error("no sandbox with id `{0}`")]
     NotFound(String),
     #[error("a sandbox with id `{0}` already exists")]
@@ -92,6 +95,8 @@ pub(crate) struct Inner {
     pub activity: Activity,
     pub memory: MemoryGauge,
     pub metrics: Metrics,
+    /// Backoff of sandboxes whose container keeps exiting by itself.
+    pub crashes: crashes::CrashLoops,
 }
 
 /// The sandbox service; cheap to clone.
@@ -137,6 +142,7 @@ impl Sandboxes {
                 activity,
                 memory,
                 metrics,
+                crashes: crashes::CrashLoops::default(),
             }),
         }
     }
@@ -304,8 +310,16 @@ impl Sandboxes {
         }
     }
 
-    /// Frees the uid and identity files of a sandbox whose home is gone.
+    /// Forgets a sandbox whose home is gone: frees its uid and identity
+    /// files and removes its tasks (rows, events, and the `env` they hold).
     pub(crate) async fn forget_identity(&self, id: &str) {
+        match self.inner.store.delete_tasks_of(id).await {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(sandbox = id, removed, "tasks removed"),
+            Err(e) => {
+                tracing::warn!(sandbox = id, error = %e, "could not remove the sandbox's tasks")
+            }
+        }
         let dir = crate::uids::identity_dir(&self.inner.settings.data_dir, id);
         if let Err(e) = std::fs::remove_dir_all(&dir) {
             if e.kind() != std::io::ErrorKind::NotFound {
@@ -318,7 +332,9 @@ impl Sandboxes {
     }
 
     async fn roll_back_create(&self, id: &str, home_existed: bool) {
-        if let Err(e) = self.inner.docker.remove(&container_name(id)).await {
+        // Only a container this instance made: a container of the same name
+        // that belongs to another instance (or to no berth) is left alone.
+        if let Err(e) = self.remove_container_if_ours(id).await {
             tracing::warn!(sandbox = id, error = %e, "rollback: could not remove the container; the reconciler will");
         }
         if let Err(e) = self.inner.store.delete_sandbox(id).await {
@@ -438,6 +454,11 @@ impl Sandboxes {
             i64::try_from(self.inner.settings.keepalive_max.as_millis()).unwrap_or(i64::MAX),
         );
         let until = match until_s {
+            Some(s) if s.saturating_mul(1000) <= now => {
+                return Err(SandboxError::Invalid(format!(
+                    "until {s} is not in the future (unix seconds; omit it for the sandbox's idle timeout from now)"
+                )));
+            }
             Some(s) => s.saturating_mul(1000).min(cap),
             None => now
                 .saturating_add(rec.idle_timeout_s.saturating_mul(1000))

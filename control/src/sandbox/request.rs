@@ -193,11 +193,16 @@ impl CreateRequest {
         }
 
         let image = match self.image.map(|i| i.trim().to_string()) {
-            Some(i) if i.is_empty() => return Err(invalid("image must not be empty")),
-            Some(i) if i.contains(char::is_whitespace) => {
-                return Err(invalid(format!("image `{i}` is not a valid reference")));
-            }
-            Some(i) => i,
+            Some(i) => match crate::image_ref::problem(&i) {
+                // Shown escaped: the reference may hold control characters.
+                Some(why) => {
+                    return Err(SandboxError::InvalidImage(
+                        i.escape_debug().to_string(),
+                        why,
+                    ));
+                }
+                None => i,
+            },
             None => settings.image.clone(),
         };
 
@@ -302,6 +307,9 @@ impl ExecBody {
             return Err(invalid("cmd must not hold NUL bytes"));
         }
         validate_env(&self.env)?;
+        if self.cwd.as_deref().is_some_and(|c| c.contains('\0')) {
+            return Err(invalid("cwd must not hold NUL bytes"));
+        }
         let cwd = match self.cwd.as_deref().map(str::trim) {
             None | Some("") => WORKSPACE.to_string(),
             Some(abs) if abs.starts_with('/') => abs.to_string(),

@@ -263,11 +263,21 @@ impl Store {
         .await?)
     }
 
-    pub async fn delete_tasks_of(&self, sandbox_id: &str) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM tasks WHERE sandbox_id = ?")
+    /// Removes a sandbox's tasks and their events (a purge), then moves
+    /// the WAL into the database file and empties it, so their `env` is not
+    /// left in old WAL frames.
+    pub async fn delete_tasks_of(&self, sandbox_id: &str) -> Result<u64, StoreError> {
+        let removed = sqlx::query("DELETE FROM tasks WHERE sandbox_id = ?")
             .bind(sandbox_id)
             .execute(&self.pool)
-            .await?;
-        Ok(())
+            .await?
+            .rows_affected();
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&self.pool)
+            .await
+        {
+            tracing::warn!(error = %e, "could not checkpoint the WAL after a purge");
+        }
+        Ok(removed)
     }
 }

@@ -44,6 +44,7 @@ async fn run_script(
         stdin: None,
         timeout: Duration::from_secs(120),
         output_limit: 1 << 20,
+        marker: None,
     };
     docker.exec(container, &request).await
 }
@@ -86,7 +87,7 @@ pub async fn changes_since(
     container: &str,
     checkpoint: &str,
     task_id: &str,
-) -> Result<Vec<FileChange>, DockerError> {
+) -> Result<Vec<FileChange>, String> {
     let script = format!(
         r#"set -e
 cd "$APP"
@@ -101,8 +102,18 @@ rm -f "$GIT_INDEX_FILE""#
         format!("TASK={task_id}"),
         format!("CHECKPOINT={checkpoint}"),
     ];
-    let out = run_script(docker, container, script, env).await?;
-    Ok(parse_name_status(&String::from_utf8_lossy(&out.stdout)))
+    let out = run_script(docker, container, script, env)
+        .await
+        .map_err(|e| e.to_string())?;
+    match out.exit_code {
+        Some(0) => Ok(parse_name_status(&String::from_utf8_lossy(&out.stdout))),
+        Some(code) => Err(format!(
+            "git exited with code {code}: {}",
+            tail(&out.stderr, 5)
+        )),
+        None if out.timed_out => Err("git ran past its timeout".into()),
+        None => Err("git's exit code is unknown".into()),
+    }
 }
 
 /// Puts the app directory back to `checkpoint`; ignored files stay.

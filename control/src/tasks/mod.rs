@@ -12,9 +12,11 @@ mod runner;
 mod stream;
 
 use std::collections::{BTreeMap, HashMap};
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::Mutex;
@@ -114,6 +116,9 @@ impl Tasks {
         if prompt.is_empty() {
             return Err(TaskError::Invalid("prompt must not be empty".into()));
         }
+        if prompt.contains('\0') {
+            return Err(TaskError::Invalid("prompt must not hold NUL bytes".into()));
+        }
         if prompt.len() > 256 * 1024 {
             return Err(TaskError::Invalid("prompt must be at most 256 KiB".into()));
         }
@@ -211,17 +216,26 @@ impl Tasks {
         let sandbox_id = first.sandbox_id.clone();
         let (mut task, mut cancel) = (first, cancel);
         loop {
-            runner::run(&self, &task, &cancel).await;
+            // A panic in one task fails that task; the queue goes on.
+            let ran = AssertUnwindSafe(runner::run(&self, &task, &cancel))
+                .catch_unwind()
+                .await;
+            if let Err(panic) = ran {
+                let why = crate::supervise::panic_message(&panic);
+                tracing::error!(task = %task.id, panic = %why, "a task's run panicked");
+                self.finish(
+                    &task.id,
+                    TaskStatus::Failed,
+                    None,
+                    json!({"failure_reason": "internal", "error": format!("berth failed while running this task: {why}")}),
+                )
+                .await;
+            }
             let mut workers = self.inner.workers.lock().await;
             let next = if self.inner.shutdown.is_cancelled() {
                 None
             } else {
-                self.inner
-                    .store
-                    .next_queued_task(&sandbox_id)
-                    .await
-                    .ok()
-                    .flatten()
+                self.next_queued(&sandbox_id).await
             };
             let Some(next) = next else {
                 workers.remove(&sandbox_id);
@@ -241,6 +255,26 @@ impl Tasks {
                 },
             );
             task = next;
+        }
+    }
+
+    /// The next queued task of a sandbox. A database error does not end the
+    /// worker (its queue would wait until a restart): it is logged and the
+    /// read retried, with backoff, until it succeeds or control shuts down.
+    async fn next_queued(&self, sandbox_id: &str) -> Option<TaskRecord> {
+        let mut wait = Duration::from_millis(100);
+        loop {
+            match self.inner.store.next_queued_task(sandbox_id).await {
+                Ok(next) => return next,
+                Err(e) => {
+                    tracing::error!(sandbox = sandbox_id, error = %e, retry_in = ?wait, "could not read the task queue");
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => {}
+                        () = self.inner.shutdown.cancelled() => return None,
+                    }
+                    wait = (wait * 2).min(Duration::from_secs(10));
+                }
+            }
         }
     }
 
@@ -360,17 +394,47 @@ impl Tasks {
     }
 
     /// Cancels every queued and running task of a sandbox (before it is
-    /// deleted or purged).
+    /// deleted or purged, and once more after, for a task queued meanwhile).
+    /// Queued tasks go first, so the worker does not start one of them when
+    /// the running task ends.
     pub async fn cancel_all(&self, sandbox_id: &str) -> Result<(), TaskError> {
-        let Ok(sandbox) = self.inner.sandboxes.get(sandbox_id).await else {
+        let Ok(id) = crate::sandbox::request::normalize_id(sandbox_id) else {
             return Ok(());
         };
-        for task in self.inner.store.tasks_of(&sandbox.id).await? {
-            if !task.status.is_terminal() {
-                match self.cancel(&sandbox.id, &task.id).await {
-                    Ok(_) | Err(TaskError::Conflict(_)) => {}
-                    Err(e) => return Err(e),
+        let mut open: Vec<TaskRecord> = self
+            .inner
+            .store
+            .tasks_of(&id)
+            .await?
+            .into_iter()
+            .filter(|t| !t.status.is_terminal())
+            .collect();
+        open.sort_by_key(|t| t.status == TaskStatus::Running);
+        for task in open {
+            let running = {
+                let workers = self.inner.workers.lock().await;
+                let running = workers
+                    .get(&id)
+                    .filter(|w| w.task_id == task.id)
+                    .map(|w| w.cancel.clone());
+                if running.is_none() {
+                    // Under the workers lock: a queued task cannot start meanwhile.
+                    let now = self.inner.store.task(&task.id).await?;
+                    if !now.status.is_terminal() {
+                        self.finish(
+                            &task.id,
+                            TaskStatus::Cancelled,
+                            None,
+                            json!({"failure_reason": "sandbox_deleted", "error": "the sandbox was deleted"}),
+                        )
+                        .await;
+                    }
                 }
+                running
+            };
+            if let Some(cancel) = running {
+                cancel.cancel();
+                self.wait_terminal(&task.id).await?;
             }
         }
         Ok(())
@@ -418,8 +482,11 @@ impl Tasks {
             .tasks_with_status(TaskStatus::Running)
             .await?
         {
-            if let Some(exec_id) = &task.exec_id {
-                self.inner.docker.kill_exec(exec_id).await;
+            // The agent carries the task's id as its marker: found even
+            // when its exec id was never recorded.
+            match &task.exec_id {
+                Some(exec_id) => self.inner.docker.kill_exec(exec_id, &task.id).await,
+                None => self.inner.docker.kill_marked(&task.id).await,
             }
             self.inner.hub.open(&task.id);
             let message = "the control plane restarted while this task ran; its agent was stopped";

@@ -1,0 +1,129 @@
+//! The agent phase: the agent's CLI runs in the sandbox, its output becomes
+//! events as it is written, and it is killed (with everything it started)
+//! when the task is cancelled or runs past its deadline.
+
+use std::time::{Duration, Instant};
+
+use bollard::container::LogOutput;
+use futures_util::StreamExt;
+use serde_json::json;
+use tokio::io::AsyncWriteExt;
+use tokio_util::sync::CancellationToken;
+
+use super::events::handle_stdout_line;
+use super::note;
+use crate::agents::{Agent, RunState};
+use crate::docker::ExecRequest;
+use crate::store::TaskRecord;
+use crate::tasks::Tasks;
+use crate::tasks::checkpoint::APP_DIR;
+use crate::tasks::lines::LineBuffer;
+
+/// How the agent's process ended.
+pub(super) enum Ending {
+    Exited(Option<i64>),
+    Cancelled,
+    TimedOut,
+    /// Control is shutting down.
+    Stopped,
+}
+
+/// Runs the agent to its end. The exec carries the task's id as its marker,
+/// so recovery after a crash finds and kills the agent even if recording
+/// the exec's id failed.
+pub(super) async fn run(
+    tasks: &Tasks,
+    task: &TaskRecord,
+    agent: &dyn Agent,
+    container: &str,
+    cancel: &CancellationToken,
+    deadline: Instant,
+) -> Result<(Ending, RunState), String> {
+    let inner = tasks.inner();
+    let mut state = RunState::default();
+    let request = ExecRequest {
+        cmd: agent.command(&task.prompt, task.model.as_deref()),
+        cwd: Some(APP_DIR.into()),
+        env: task.env.0.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+        stdin: None,
+        timeout: Duration::ZERO,
+        output_limit: 0,
+        marker: Some(task.id.clone()),
+    };
+    let mut attached = inner
+        .docker
+        .exec_attached(container, &request)
+        .await
+        .map_err(|e| format!("could not start the agent: {e}"))?;
+    let _ = attached.input.shutdown().await;
+    if let Err(e) = inner
+        .store
+        .set_task_exec(&task.id, Some(&attached.exec_id))
+        .await
+    {
+        tracing::warn!(task = %task.id, error = %e, "could not record the agent's exec id (recovery finds the agent by its marker)");
+    }
+
+    let exit_code = |why: &'static str| {
+        let exec_id = attached.exec_id.clone();
+        async move {
+            match inner.docker.exec_exit_code(&exec_id).await {
+                Ok(code) => code,
+                Err(e) => {
+                    tracing::warn!(task = %task.id, exec_id, error = %e, why, "could not read the agent's exit code");
+                    note(
+                        tasks,
+                        &task.id,
+                        format!("could not read the agent's exit code: {e}"),
+                    )
+                    .await;
+                    None
+                }
+            }
+        }
+    };
+
+    let (mut out_lines, mut err_lines) = (LineBuffer::default(), LineBuffer::default());
+    let ending = loop {
+        tokio::select! {
+            chunk = attached.output.next() => match chunk {
+                Some(Ok(LogOutput::StdErr { message })) => {
+                    for line in err_lines.push(&message) {
+                        tasks.emit(&task.id, "log", json!({"stream": "stderr", "line": line})).await;
+                    }
+                }
+                Some(Ok(LogOutput::StdOut { message } | LogOutput::Console { message })) => {
+                    for line in out_lines.push(&message) {
+                        handle_stdout_line(tasks, &task.id, agent, &line, &mut state).await;
+                    }
+                }
+                Some(Ok(LogOutput::StdIn { .. })) => {}
+                Some(Err(e)) => {
+                    note(tasks, &task.id, format!("reading the agent's output failed: {e}")).await;
+                    break Ending::Exited(exit_code("output failed").await);
+                }
+                None => break Ending::Exited(exit_code("output ended").await),
+            },
+            () = cancel.cancelled() => {
+                inner.docker.kill_exec(&attached.exec_id, &attached.marker).await;
+                break if inner.shutdown.is_cancelled() { Ending::Stopped } else { Ending::Cancelled };
+            }
+            () = tokio::time::sleep_until(deadline.into()) => {
+                inner.docker.kill_exec(&attached.exec_id, &attached.marker).await;
+                break Ending::TimedOut;
+            }
+        }
+    };
+    if let Some(line) = out_lines.finish() {
+        handle_stdout_line(tasks, &task.id, agent, &line, &mut state).await;
+    }
+    if let Some(line) = err_lines.finish() {
+        tasks
+            .emit(&task.id, "log", json!({"stream": "stderr", "line": line}))
+            .await;
+    }
+    if let Err(e) = inner.store.set_task_exec(&task.id, None).await {
+        tracing::warn!(task = %task.id, error = %e, "could not clear the agent's exec id");
+    }
+    Ok((ending, state))
+}

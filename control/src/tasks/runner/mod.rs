@@ -1,0 +1,190 @@
+//! Running one task: wake the sandbox, checkpoint the app directory, run
+//! the agent ([`agent`]), list the changed files, judge the run
+//! ([`verdict`]), run the check ([`check`]), and record the outcome.
+
+mod agent;
+mod check;
+mod events;
+mod verdict;
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use super::Tasks;
+use super::checkpoint::{self, Checkpoint};
+use crate::agents;
+use crate::store::{TaskRecord, TaskStatus};
+
+use agent::Ending;
+
+struct Outcome {
+    status: TaskStatus,
+    exit_code: Option<i64>,
+    result: Value,
+}
+
+pub(super) async fn run(tasks: &Tasks, task: &TaskRecord, cancel: &CancellationToken) {
+    let began = Instant::now();
+    let outcome = match run_phases(tasks, task, cancel, began).await {
+        Ok(outcome) => outcome,
+        Err(message) => {
+            tasks
+                .emit(&task.id, "error", json!({"message": message}))
+                .await;
+            Outcome {
+                status: TaskStatus::Failed,
+                exit_code: None,
+                result: json!({
+                    "failure_reason": "sandbox_unavailable",
+                    "error": message,
+                    "duration_ms": began.elapsed().as_millis() as u64,
+                }),
+            }
+        }
+    };
+    tasks
+        .finish(&task.id, outcome.status, outcome.exit_code, outcome.result)
+        .await;
+}
+
+/// A `log` event from berth itself.
+async fn note(tasks: &Tasks, task_id: &str, line: impl Into<String>) {
+    tasks
+        .emit(
+            task_id,
+            "log",
+            json!({"stream": "berth", "line": line.into()}),
+        )
+        .await;
+}
+
+/// Everything from waking the sandbox to the outcome; `Err` when the
+/// sandbox could not be used at all.
+async fn run_phases(
+    tasks: &Tasks,
+    task: &TaskRecord,
+    cancel: &CancellationToken,
+    began: Instant,
+) -> Result<Outcome, String> {
+    let inner = tasks.inner();
+    let deadline = began + Duration::from_secs(u64::try_from(task.timeout_s).unwrap_or(600));
+    let agent =
+        agents::by_name(&task.agent).ok_or_else(|| format!("unknown agent `{}`", task.agent))?;
+
+    let sandbox = inner
+        .sandboxes
+        .get(&task.sandbox_id)
+        .await
+        .map_err(|e| format!("sandbox unavailable: {e}"))?;
+    // Busy for the whole task: the idle reaper leaves the sandbox alone.
+    let _busy = inner.sandboxes.activity().busy(&sandbox.id);
+    let container = inner
+        .sandboxes
+        .running_container(&sandbox)
+        .await
+        .map_err(|e| format!("could not start the sandbox: {e}"))?;
+
+    phase(tasks, &task.id, "checkpoint").await;
+    let checkpoint = match checkpoint::take(&inner.docker, &container, &task.id).await {
+        Ok(Checkpoint::Taken(sha)) => Some(sha),
+        Ok(Checkpoint::NoGit) => {
+            note(
+                tasks,
+                &task.id,
+                "git is not installed in this sandbox: no checkpoint, no file list, no revert",
+            )
+            .await;
+            None
+        }
+        Ok(Checkpoint::Failed(why)) => {
+            note(tasks, &task.id, format!("checkpoint failed: {why}")).await;
+            None
+        }
+        Err(e) => return Err(format!("could not run in the sandbox: {e}")),
+    };
+
+    phase(tasks, &task.id, "agent").await;
+    let (ending, state) = agent::run(tasks, task, agent, &container, cancel, deadline).await?;
+
+    // `None`: not known (no checkpoint, or the listing failed).
+    let files_changed = match &checkpoint {
+        Some(sha) => {
+            match checkpoint::changes_since(&inner.docker, &container, sha, &task.id).await {
+                Ok(files) => Some(files),
+                Err(why) => {
+                    tracing::warn!(task = %task.id, error = %why, "could not list the files the agent changed");
+                    note(
+                        tasks,
+                        &task.id,
+                        format!("could not list the changed files: {why}"),
+                    )
+                    .await;
+                    None
+                }
+            }
+        }
+        None => None,
+    };
+
+    let exit_code = match ending {
+        Ending::Exited(code) => code,
+        _ => None,
+    };
+    let mut failure = verdict::judge(
+        &ending,
+        &state,
+        &task.agent,
+        task.timeout_s,
+        files_changed.as_ref().map(Vec::len),
+    );
+
+    let mut check_result = Value::Null;
+    if let (None, Some(command)) = (&failure, &task.check_cmd) {
+        phase(tasks, &task.id, "check").await;
+        let (result, failed) = check::run(tasks, task, &container, command, deadline).await;
+        check_result = result;
+        failure = failed;
+    }
+
+    let status = verdict::status(&ending, failure.is_some());
+    if let Some((_, message)) = &failure {
+        if !matches!(ending, Ending::Cancelled)
+            && state.failure.as_deref() != Some(message.as_str())
+        {
+            tasks
+                .emit(&task.id, "error", json!({"message": message}))
+                .await;
+        }
+    }
+    let mut result = json!({
+        "message": state.final_text,
+        "files_changed": files_changed.unwrap_or_default(),
+        "checkpoint": checkpoint,
+        "usage": state.usage,
+        "duration_ms": began.elapsed().as_millis() as u64,
+    });
+    if !check_result.is_null() {
+        result["check"] = check_result;
+    }
+    if let Some((reason, message)) = failure {
+        result["failure_reason"] = json!(reason);
+        result["error"] = json!(message);
+    }
+    Ok(Outcome {
+        status,
+        exit_code,
+        result,
+    })
+}
+
+async fn phase(tasks: &Tasks, task_id: &str, phase: &str) {
+    tasks
+        .emit(
+            task_id,
+            "status",
+            json!({"status": "running", "phase": phase}),
+        )
+        .await;
+}
