@@ -103,6 +103,13 @@ pub struct Config {
     #[arg(long, env = "BERTH_EDGE_RELAY", default_value_t = true, action = clap::ArgAction::Set)]
     pub relay: bool,
 
+    /// Accept cleartext HTTP/2 with prior knowledge on the HTTP entrypoint.
+    /// Off by default: telling it from HTTP/1 means waiting for 24 bytes,
+    /// so a shorter HTTP/1 request (`GET / HTTP/1.0`) would get no answer
+    /// until the read timeout. Browsers use HTTP/2 only over TLS (ALPN).
+    #[arg(long, env = "BERTH_EDGE_H2C", default_value_t = false, action = clap::ArgAction::Set)]
+    pub h2c: bool,
+
     /// Seconds open connections get to finish on SIGTERM (SIGINT stops at once).
     #[arg(long, env = "BERTH_EDGE_GRACE_PERIOD", default_value_t = 5)]
     pub grace_period: u64,
@@ -216,6 +223,7 @@ pub struct Settings {
     pub threads: usize,
     pub work_stealing: bool,
     pub relay: bool,
+    pub h2c: bool,
     pub grace_period: u64,
     pub https_bind: String,
     /// `None` when TLS is off.
@@ -350,6 +358,7 @@ impl Config {
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
             work_stealing: self.work_stealing,
             relay: self.relay,
+            h2c: self.h2c,
             grace_period: self.grace_period,
         })
     }

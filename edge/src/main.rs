@@ -113,7 +113,7 @@ fn main() -> std::process::ExitCode {
         pingora::proxy::http_proxy_service_with_name(&server.configuration, edge, "berth-edge");
     if let Some(app) = proxy.app_logic_mut() {
         let mut options = HttpServerOptions::default();
-        options.h2c = true;
+        options.h2c = settings.h2c;
         app.server_options = Some(options);
     }
     let buffers = L4BufferSettings::default().write(CLIENT_WRITE_BUFFER);

@@ -154,6 +154,13 @@ impl Edge {
                 "It started, but Docker reports no address for it yet. Try again.",
             ));
         };
+        if !self.waker.is_warming(id, port) {
+            // Docker said it ran already (the route table had lagged its
+            // start): nothing was woken, so the connection decides at once;
+            // waiting for a port nothing listens on would turn a prompt 502
+            // into a 504 after the whole wake budget.
+            return Ok(addr);
+        }
         self.wait_for_app(id, addr, deadline, html, budget).await
     }
 
