@@ -122,13 +122,19 @@ pub struct Config {
     #[arg(long, env = "BERTH_EDGE_HTTPS_BIND", default_value = "0.0.0.0:443")]
     pub https_bind: String,
 
-    /// Where certificates, keys and the ACME account are kept.
+    /// berth's data directory (shared with control); the edge keeps its
+    /// files in its `edge/` unless BERTH_EDGE_DATA_DIR says otherwise.
     #[arg(
-        long,
-        env = "BERTH_EDGE_DATA_DIR",
-        default_value = "/var/lib/berth/edge"
+        long = "berth-data-dir",
+        env = "BERTH_DATA_DIR",
+        default_value = "/var/lib/berth"
     )]
-    pub data_dir: PathBuf,
+    pub berth_data_dir: PathBuf,
+
+    /// Where certificates, keys and the ACME account are kept
+    /// [default: $BERTH_DATA_DIR/edge].
+    #[arg(long, env = "BERTH_EDGE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
 
     /// ACME directory URL (`staging` for Let's Encrypt's staging).
     #[arg(long, env = "BERTH_ACME_DIRECTORY", default_value = LETS_ENCRYPT)]
@@ -269,10 +275,14 @@ impl Config {
             .rsplit_once(':')
             .and_then(|(_, p)| p.parse().ok())
             .ok_or(ConfigError::Invalid("BERTH_EDGE_HTTPS_BIND", "host:port"))?;
+        let data_dir = self
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| self.berth_data_dir.join("edge"));
         let tls = match self.tls {
             TlsMode::Off => None,
             TlsMode::Local => Some(TlsSettings::Local {
-                dir: self.data_dir.join("tls-local"),
+                dir: data_dir.join("tls-local"),
             }),
             TlsMode::Acme => {
                 if domain == "localhost" || !domain.contains('.') {
@@ -329,7 +339,7 @@ impl Config {
                         email: self.acme_email.clone().filter(|e| !e.is_empty()),
                         ca_root: self.acme_ca_root.clone(),
                         domain: domain.clone(),
-                        dir: self.data_dir.join("acme"),
+                        dir: data_dir.join("acme"),
                     },
                     provider,
                     resolver: self.dns_propagation_resolver,

@@ -368,6 +368,59 @@ async fn an_acme_wildcard_certificate_serves_previews_and_renews_in_place() {
             .await,
         2.0
     );
+    drop(conn);
+    drop(edge);
+
+    // A restart with the same CA directory serves the kept certificate
+    // without ordering one.
+    let restart = |directory: String| {
+        let mut env = pebble.edge_env();
+        env.retain(|(k, _)| k != "BERTH_ACME_DIRECTORY");
+        env.push(("BERTH_ACME_DIRECTORY".into(), directory));
+        env.push(("BERTH_DNS_PROVIDER".into(), "challtestsrv".into()));
+        env.push(("BERTH_CHALLTESTSRV_URL".into(), pebble.challtestsrv.clone()));
+        let https = free_port();
+        env.push(("BERTH_EDGE_HTTPS_BIND".into(), format!("127.0.0.1:{https}")));
+        (env, https)
+    };
+    let (env, https) = restart(pebble.directory.clone());
+    let refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let edge = Edge::start(&control, &refs).await;
+    let (conn, _) = wait_served(https, &host, &pebble.issuing_root(), &edge).await;
+    assert_eq!(
+        conn.serial(),
+        second,
+        "the kept certificate is served again"
+    );
+    assert_eq!(
+        edge.metric("berth_edge_certificate_renewals_total{result=\"ok\"}")
+            .await,
+        0.0
+    );
+    drop(conn);
+    drop(edge);
+
+    // Another directory (staging → production, say): a new certificate is
+    // ordered at start, the kept one is not served on.
+    let (env, https) = restart(format!("{}?production", pebble.directory));
+    let refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let edge = Edge::start(&control, &refs).await;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Ok(conn) = TlsConn::open(https, &host, &pebble.issuing_root()) {
+            if conn.serial() != second {
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no new certificate\n{}",
+            edge.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(edge.log_text().contains("issued by another ACME directory"));
+    drop(edge);
     drop(control);
     let _ = std::fs::remove_dir_all(&tmp);
 }

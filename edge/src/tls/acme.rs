@@ -52,6 +52,15 @@ pub struct AcmeSettings {
     pub dir: PathBuf,
 }
 
+/// What a kept certificate was issued for, stored beside it
+/// (`cert.json`): it is served again only for the same CA directory and
+/// domain.
+#[derive(Serialize, Deserialize, PartialEq, Eq)]
+struct Issued {
+    directory: String,
+    domain: String,
+}
+
 #[derive(Serialize, Deserialize)]
 struct StoredAccount {
     directory: String,
@@ -97,7 +106,20 @@ impl Acme {
         self.settings.dir.join("key.pem")
     }
 
+    fn issued_path(&self) -> PathBuf {
+        self.settings.dir.join("cert.json")
+    }
+
+    fn issued_for(&self) -> Issued {
+        Issued {
+            directory: self.settings.directory.clone(),
+            domain: self.settings.domain.clone(),
+        }
+    }
+
     /// Serves the certificate kept from an earlier run, if any.
+    /// Only a certificate issued by the same CA directory for the same
+    /// domain (say, not a staging certificate once production is set).
     pub fn load_kept(&self) -> Result<bool, TlsError> {
         let (Some(chain), Some(key)) = (
             files::read_optional(&self.cert_path())?,
@@ -105,6 +127,27 @@ impl Acme {
         ) else {
             return Ok(false);
         };
+        let issued = files::read_optional(&self.issued_path())?
+            .and_then(|bytes| serde_json::from_slice::<Issued>(&bytes).ok());
+        match issued {
+            Some(issued) if issued == self.issued_for() => {}
+            Some(issued) => {
+                tracing::warn!(
+                    kept_directory = %issued.directory,
+                    kept_domain = %issued.domain,
+                    directory = %self.settings.directory,
+                    domain = %self.settings.domain,
+                    "the kept certificate was issued by another ACME directory or for another domain; a new one will be ordered"
+                );
+                return Ok(false);
+            }
+            None => {
+                tracing::warn!(
+                    "the kept certificate does not say which ACME directory issued it; a new one will be ordered"
+                );
+                return Ok(false);
+            }
+        }
         let pair = CertPair::from_pem(&chain, &key)?;
         let names_match = pair.chain[0].subject_alt_names().is_some_and(|sans| {
             sans.iter()
@@ -237,6 +280,8 @@ impl Acme {
         let pair = CertPair::from_pem(chain.as_bytes(), key_pem.as_bytes())?;
         files::write_atomic(&self.key_path(), key_pem.as_bytes(), 0o600)?;
         files::write_atomic(&self.cert_path(), chain.as_bytes(), 0o644)?;
+        let issued = serde_json::to_vec_pretty(&self.issued_for())?;
+        files::write_atomic(&self.issued_path(), &issued, 0o644)?;
         Ok(pair)
     }
 

@@ -74,7 +74,7 @@ impl Edge {
             .env("BERTH_CONTROL_URL", &control.base)
             .env("BERTH_PREVIEW_DOMAIN", "test.localhost")
             .env("BERTH_EDGE_GRACE_PERIOD", "0")
-            .env("BERTH_EDGE_DATA_DIR", control.data_dir.join("edge"))
+            .env("BERTH_DATA_DIR", &control.data_dir)
             .env("RUST_LOG", "info,berth_edge=debug");
         if let Some(token) = control.edge_token.as_ref().or(control.token.as_ref()) {
             cmd.env("BERTH_CONTROL_TOKEN", token);
