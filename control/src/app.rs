@@ -130,6 +130,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
         docker,
         started: Instant::now(),
         health,
+        agents: crate::agents::InstalledAgents::default(),
     };
     let app = api::router(state, tokens.clone());
     tracing::info!(

@@ -660,3 +660,22 @@ async fn delete_cancels_the_tasks_and_purge_forgets_them() {
         "a purged task's env is still stored"
     );
 }
+
+#[tokio::test]
+async fn info_names_the_agent_clis_of_the_default_image() {
+    let c = control().await;
+    let info = c.get("/v1/info").await.body;
+    assert_eq!(
+        info["default_image_status"]["agents"],
+        json!(["claude", "opencode"]),
+        "{info}"
+    );
+    // An image that does not say (not berth's): null, not a guess.
+    let plain = Control::start(&[]).await;
+    let info = plain.get("/v1/info").await.body;
+    assert_eq!(
+        info["default_image_status"]["agents"],
+        Value::Null,
+        "{info}"
+    );
+}

@@ -5,7 +5,10 @@
 //! file and a line in [`by_name`].
 
 mod claude;
+mod installed;
 mod opencode;
+
+pub use installed::InstalledAgents;
 
 use std::collections::HashSet;
 

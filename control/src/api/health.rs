@@ -53,8 +53,19 @@ pub async fn info(State(state): State<AppState>) -> Json<serde_json::Value> {
         .unwrap_or_else(|e| e.to_string());
     // `null` when Docker could not be asked.
     let image = match state.docker.image(&s.image).await {
-        Ok(Some(facts)) => json!({"present": true, "berth": facts.berth_kind}),
-        Ok(None) => json!({"present": false, "berth": null}),
+        Ok(Some(facts)) => {
+            // The agent CLIs in it: `null` when the image does not say.
+            let agents = state
+                .agents
+                .of(&state.docker, &s.image, &facts.id)
+                .await
+                .unwrap_or_else(|e| {
+                    tracing::warn!(image = %s.image, error = %e, "could not read which agents the image has");
+                    None
+                });
+            json!({"present": true, "berth": facts.berth_kind, "agents": agents})
+        }
+        Ok(None) => json!({"present": false, "berth": null, "agents": null}),
         Err(_) => serde_json::Value::Null,
     };
     let runtimes = state.docker.runtimes().await.ok();

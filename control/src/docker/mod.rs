@@ -15,9 +15,9 @@ use std::time::Duration;
 use bollard::errors::Error as BollardError;
 use bollard::models::{ContainerCreateBody, NetworkCreateRequest};
 use bollard::query_parameters::{
-    CreateContainerOptions, InspectContainerOptions, InspectNetworkOptions, ListContainersOptions,
-    ListNetworksOptions, LogsOptions, RemoveContainerOptions, StartContainerOptions,
-    StopContainerOptions,
+    CreateContainerOptions, DownloadFromContainerOptions, InspectContainerOptions,
+    InspectNetworkOptions, ListContainersOptions, ListNetworksOptions, LogsOptions,
+    RemoveContainerOptions, StartContainerOptions, StopContainerOptions,
 };
 use futures_util::StreamExt;
 use tokio::sync::OnceCell;
@@ -281,6 +281,57 @@ impl Docker {
         }
     }
 
+    /// One file of an image, read without running anything: a container is
+    /// created (never started), the file copied out of it, the container
+    /// removed. `None` when the image or the file does not exist.
+    pub async fn read_image_file(
+        &self,
+        image: &str,
+        path: &str,
+    ) -> Result<Option<Vec<u8>>, DockerError> {
+        let client = self.client().await?;
+        let body = ContainerCreateBody {
+            image: Some(image.to_string()),
+            // Never run; some images have no command at all.
+            cmd: Some(vec!["/berth-never-run".to_string()]),
+            network_disabled: Some(true),
+            ..Default::default()
+        };
+        let created = match client
+            .create_container(None::<CreateContainerOptions>, body)
+            .await
+        {
+            Ok(created) => created.id,
+            Err(e) if status_of(&e) == Some(404) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let options = DownloadFromContainerOptions {
+            path: path.to_string(),
+        };
+        let mut archive = Vec::new();
+        let mut stream = client.download_from_container(&created, Some(options));
+        let mut read = Ok(());
+        while let Some(chunk) = stream.next().await {
+            match chunk {
+                Ok(bytes) if archive.len() + bytes.len() <= 1 << 20 => {
+                    archive.extend_from_slice(&bytes)
+                }
+                Ok(_) => break,
+                Err(e) => {
+                    read = Err(e);
+                    break;
+                }
+            }
+        }
+        drop(stream);
+        self.remove(&created).await?;
+        match read {
+            Ok(()) => Ok(first_tar_file(&archive)),
+            Err(e) if status_of(&e) == Some(404) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// The image's id, or `None` when it is not on this host.
     pub async fn image_id(&self, image: &str) -> Result<Option<String>, DockerError> {
         Ok(self.image(image).await?.map(|f| f.id))
@@ -446,6 +497,20 @@ impl Docker {
     }
 }
 
+/// The contents of the first entry of a tar archive (Docker's copy API
+/// answers one), when it is a regular file.
+fn first_tar_file(archive: &[u8]) -> Option<Vec<u8>> {
+    let header = archive.get(..512)?;
+    let kind = header[156];
+    if kind != b'0' && kind != 0 {
+        return None;
+    }
+    let size_field = std::str::from_utf8(&header[124..136]).ok()?;
+    let size =
+        usize::from_str_radix(size_field.trim_matches(|c: char| c == '\0' || c == ' '), 8).ok()?;
+    archive.get(512..512 + size).map(<[u8]>::to_vec)
+}
+
 /// The Linux bridge of a bridge network: named in its options, else Docker's
 /// `br-<first 12 characters of its id>`.
 fn bridge_name(network: &bollard::models::Network) -> String {
@@ -458,4 +523,24 @@ fn bridge_name(network: &bollard::models::Network) -> String {
             let id = network.id.as_deref().unwrap_or_default();
             format!("br-{}", id.get(..12).unwrap_or(id))
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::first_tar_file;
+
+    #[test]
+    fn the_first_file_of_a_tar_archive_is_read() {
+        let mut header = [0u8; 512];
+        header[..5].copy_from_slice(b"file\0");
+        header[124..136].copy_from_slice(b"00000000005\0");
+        header[156] = b'0';
+        let mut archive = header.to_vec();
+        archive.extend_from_slice(b"hello");
+        archive.resize(2048, 0);
+        assert_eq!(first_tar_file(&archive).as_deref(), Some(&b"hello"[..]));
+        header[156] = b'5'; // a directory
+        assert_eq!(first_tar_file(&header), None);
+        assert_eq!(first_tar_file(b"short"), None);
+    }
 }

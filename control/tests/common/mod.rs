@@ -136,10 +136,13 @@ pub fn ensure_agent_image() {
         for agent in ["claude", "opencode"] {
             std::fs::copy(fixtures.join(agent), ctx.join(agent)).unwrap();
         }
+        // Both CLIs are there now: the image's list of missing ones is empty.
+        std::fs::write(ctx.join("agents-missing"), "\n").unwrap();
         std::fs::write(
             ctx.join("Dockerfile"),
             r#"FROM berth-sandbox:test
 COPY claude opencode /usr/local/bin/
+COPY agents-missing /etc/berth-agents-missing
 "#,
         )
         .unwrap();
