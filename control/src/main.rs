@@ -10,6 +10,10 @@ async fn main() -> std::process::ExitCode {
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
+        // A log that cannot be written (its disk is full) must not take
+        // requests down: tracing would report it with `eprintln!`, which
+        // panics when stderr cannot be written either.
+        .log_internal_errors(false)
         .init();
 
     let settings = match Config::parse().validate() {

@@ -33,6 +33,21 @@ pub enum FilesError {
     Io(#[from] io::Error),
 }
 
+/// Whether an I/O error means the disk (or the owner's quota) is full.
+pub fn is_disk_full(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc_codes::ENOSPC | libc_codes::EDQUOT)
+    ) || e.kind() == io::ErrorKind::StorageFull
+        || e.kind() == io::ErrorKind::QuotaExceeded
+}
+
+/// The two errno values, spelled out (no libc dependency for two numbers).
+mod libc_codes {
+    pub const ENOSPC: i32 = 28;
+    pub const EDQUOT: i32 = 122;
+}
+
 /// One entry of a directory listing.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct DirEntry {
@@ -265,23 +280,42 @@ impl Workspaces {
         if let Some(parent) = rel.parent() {
             make_dirs(&ws, parent, path)?;
         }
-        let mut options = OpenOptions::new();
-        // Non-blocking: opening a FIFO to write would wait for a reader.
-        options.write(true).create(true).custom_flags(NONBLOCK);
-        if append {
-            options.append(true);
-        } else {
-            options.truncate(true);
-        }
         let owner = owner_of(&ws)?;
-        let mut file = ws.open_with(&rel, &options).map_err(|e| map_io(e, path))?;
-        if !file.metadata()?.is_file() {
-            return Err(not_regular(path));
+        let is_link = ws
+            .symlink_metadata(&rel)
+            .is_ok_and(|m| m.file_type().is_symlink());
+        if append || is_link {
+            return write_in_place(&ws, &rel, path, content, append, owner);
         }
-        give_to(&file, owner)?;
-        file.write_all(content)?;
-        file.flush()?;
-        Ok(file.metadata()?.len())
+        // A whole new content: written beside the file, then renamed over
+        // it, so a failed write (a full disk) leaves the old file whole.
+        if let Ok(existing) = ws.symlink_metadata(&rel) {
+            if !existing.is_file() {
+                return Err(not_regular(path));
+            }
+        }
+        let name = rel
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let temp = rel.with_file_name(format!(
+            ".{name}.berth-{}",
+            ulid::Ulid::generate().to_string().to_ascii_lowercase()
+        ));
+        let written = (|| {
+            let mut options = OpenOptions::new();
+            options.write(true).create_new(true);
+            let mut file = ws.open_with(&temp, &options).map_err(|e| map_io(e, path))?;
+            give_to(&file, owner)?;
+            file.write_all(content)?;
+            file.flush()?;
+            ws.rename(&temp, &ws, &rel).map_err(|e| map_io(e, path))?;
+            Ok(file.metadata()?.len())
+        })();
+        if written.is_err() {
+            let _ = ws.remove_file(&temp);
+        }
+        written
     }
 
     /// Deletes a file, or a directory with everything in it.
@@ -302,6 +336,41 @@ impl Workspaces {
         };
         done.map_err(|e| map_io(e, path))
     }
+}
+
+/// Writes through an existing link, or appends; a failed append is cut
+/// back to the file's length before it, so nothing half-written stays.
+fn write_in_place(
+    ws: &Dir,
+    rel: &Path,
+    shown: &str,
+    content: &[u8],
+    append: bool,
+    owner: Owner,
+) -> Result<u64, FilesError> {
+    let mut options = OpenOptions::new();
+    // Non-blocking: opening a FIFO to write would wait for a reader.
+    options.write(true).create(true).custom_flags(NONBLOCK);
+    if append {
+        options.append(true);
+    } else {
+        options.truncate(true);
+    }
+    let mut file = ws.open_with(rel, &options).map_err(|e| map_io(e, shown))?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(not_regular(shown));
+    }
+    give_to(&file, owner)?;
+    let before = meta.len();
+    let written = file.write_all(content).and_then(|()| file.flush());
+    if let Err(e) = written {
+        if append {
+            let _ = file.set_len(before);
+        }
+        return Err(e.into());
+    }
+    Ok(file.metadata()?.len())
 }
 
 /// Creates `rel` and its missing ancestors, each owned by the workspace's owner.

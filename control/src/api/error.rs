@@ -9,6 +9,7 @@ use serde_json::json;
 use crate::auth::AuthError;
 use crate::docker::DockerError;
 use crate::sandbox::SandboxError;
+use crate::store::StoreError;
 use crate::tasks::TaskError;
 use crate::workspace::FilesError;
 
@@ -50,9 +51,30 @@ impl ApiError {
         )
     }
 
+    /// The data directory's disk is full: nothing was stored, and the call
+    /// works again once there is room.
+    pub fn insufficient_storage(cause: &dyn std::fmt::Display) -> Self {
+        tracing::error!(error = %cause, "the data directory's disk is full");
+        Self::new(
+            StatusCode::INSUFFICIENT_STORAGE,
+            "insufficient_storage",
+            "the disk holding berth's data is full; nothing was changed. Free space and retry",
+        )
+    }
+
+    /// A database error: 507 when its disk is full, else an internal error.
+    fn store(e: &StoreError) -> Self {
+        if e.is_disk_full() {
+            Self::insufficient_storage(e)
+        } else {
+            Self::internal(e)
+        }
+    }
+
     fn retryable(&self) -> bool {
         self.status == StatusCode::SERVICE_UNAVAILABLE
             || self.status == StatusCode::TOO_MANY_REQUESTS
+            || self.status == StatusCode::INSUFFICIENT_STORAGE
     }
 }
 
@@ -100,6 +122,9 @@ impl From<FilesError> for ApiError {
             FilesError::NotFound(_) => Self::not_found(e.to_string()),
             FilesError::TooLarge { .. } => {
                 Self::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", e.to_string())
+            }
+            FilesError::Io(io) if crate::workspace::is_disk_full(&io) => {
+                Self::insufficient_storage(&io)
             }
             FilesError::Io(_) => Self::internal(&e),
         }
@@ -164,7 +189,7 @@ impl From<SandboxError> for ApiError {
             ),
             SandboxError::Docker(d) => d.into(),
             SandboxError::Files(f) => f.into(),
-            SandboxError::Store(s) => Self::internal(&s),
+            SandboxError::Store(s) => Self::store(&s),
         }
     }
 }
@@ -178,7 +203,7 @@ impl From<TaskError> for ApiError {
             TaskError::Failed(m) => Self::new(StatusCode::BAD_GATEWAY, "exec_failed", m),
             TaskError::Sandbox(s) => s.into(),
             TaskError::Docker(d) => d.into(),
-            TaskError::Store(s) => Self::internal(&s),
+            TaskError::Store(s) => Self::store(&s),
         }
     }
 }

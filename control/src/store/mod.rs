@@ -31,6 +31,21 @@ pub enum StoreError {
     Json(#[from] serde_json::Error),
 }
 
+impl StoreError {
+    /// Whether the database could not grow: its disk (or quota) is full.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            StoreError::Sqlx(sqlx::Error::Database(db)) => db
+                .code()
+                .and_then(|c| c.parse::<i64>().ok())
+                // SQLITE_FULL, in the low byte of an extended code.
+                .is_some_and(|c| c & 0xff == 13),
+            StoreError::Sqlx(sqlx::Error::Io(e)) => crate::workspace::is_disk_full(e),
+            _ => false,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: SqlitePool,

@@ -305,7 +305,10 @@ impl Store {
 
     /// Moves `last_active_at` forward (never back) for a batch of sandboxes.
     pub async fn record_activity(&self, batch: &[(String, i64)]) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        // IMMEDIATE: the write lock is taken up front, so a transaction that
+        // reads before it writes never fails with "database is locked" when
+        // another one commits meanwhile (the busy timeout then applies).
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         for (id, at) in batch {
             sqlx::query(
                 "UPDATE sandboxes SET last_active_at = MAX(last_active_at, ?) WHERE id = ?",
@@ -342,7 +345,10 @@ impl Store {
         base: i64,
         taken: &std::collections::BTreeSet<i64>,
     ) -> Result<i64, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        // IMMEDIATE: the write lock is taken up front, so a transaction that
+        // reads before it writes never fails with "database is locked" when
+        // another one commits meanwhile (the busy timeout then applies).
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         if let Some((uid,)) =
             sqlx::query_as::<_, (i64,)>("SELECT uid FROM sandbox_uids WHERE sandbox_id = ?")
                 .bind(id)

@@ -81,7 +81,10 @@ impl Store {
     /// Inserts a queued task together with its first event.
     pub async fn insert_task(&self, new: &NewTask) -> Result<(TaskRecord, TaskEvent), StoreError> {
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        // IMMEDIATE: the write lock is taken up front, so a transaction that
+        // reads before it writes never fails with "database is locked" when
+        // another one commits meanwhile (the busy timeout then applies).
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         sqlx::query(
             "INSERT INTO tasks (id, sandbox_id, agent, prompt, model, env, check_cmd, timeout_s, status, created_at)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?)",

@@ -295,7 +295,14 @@ impl Control {
         // reqwest is built without a default TLS provider in this workspace.
         let _ = rustls::crypto::ring::default_provider().install_default();
         ensure_test_image();
-        let data_dir = std::env::temp_dir().join(unique("berth-it-"));
+        // A test may bring its own data directory (a small tmpfs, say).
+        let data_dir = extra
+            .iter()
+            .find(|(k, _)| *k == "BERTH_DATA_DIR")
+            .map_or_else(
+                || std::env::temp_dir().join(unique("berth-it-")),
+                |(_, v)| PathBuf::from(v),
+            );
         std::fs::create_dir_all(&data_dir).unwrap();
         let network = unique("berth-t-");
         let port = free_port();
