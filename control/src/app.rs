@@ -133,8 +133,12 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
         agents: crate::agents::InstalledAgents::default(),
     };
     let app = api::router(state, tokens.clone());
+    // The bound address (the setting may say port 0).
+    let bound = listener
+        .local_addr()
+        .map_or_else(|_| settings.api_bind.to_string(), |a| a.to_string());
     tracing::info!(
-        addr = %settings.api_bind,
+        addr = %bound,
         auth = if tokens.is_empty() { "off (loopback only)" } else { "bearer tokens" },
         data_dir = %settings.data_dir.display(),
         instance = %instance_id,

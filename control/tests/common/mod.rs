@@ -224,6 +224,19 @@ pub async fn read_sse(
     events
 }
 
+/// The port in control's "berth-control listening" line (colours or not).
+fn listening_port(log: &str) -> Option<u16> {
+    let line = log
+        .lines()
+        .find(|l| l.contains("berth-control listening"))?;
+    let at = line.find("127.0.0.1:")? + "127.0.0.1:".len();
+    let digits: String = line[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -305,10 +318,12 @@ impl Control {
             );
         std::fs::create_dir_all(&data_dir).unwrap();
         let network = unique("berth-t-");
-        let port = free_port();
+        // Port 0: control binds a free port itself and logs it (a port
+        // picked here could be taken by another test before control binds).
+        let port = 0;
         let mut env: Vec<(String, String)> = vec![
             ("BERTH_DATA_DIR".into(), data_dir.display().to_string()),
-            ("BERTH_API_BIND".into(), format!("127.0.0.1:{port}")),
+            ("BERTH_API_BIND".into(), "127.0.0.1:0".into()),
             ("BERTH_IMAGE".into(), TEST_IMAGE.into()),
             ("BERTH_NETWORK".into(), network.clone()),
             ("BERTH_PREVIEW_DOMAIN".into(), "test.localhost".into()),
@@ -360,6 +375,7 @@ impl Control {
             .append(true)
             .open(&self.log)
             .unwrap();
+        let log_start = log.metadata().map(|m| m.len()).unwrap_or(0) as usize;
         let child = Command::new(binary("berth-control"))
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -377,6 +393,27 @@ impl Control {
                     "berth-control exited early ({status}):\n{}",
                     self.log_text()
                 );
+            }
+            if self.port == 0 {
+                // The first start: learn the port control bound, then keep
+                // it for restarts (an edge may point at it).
+                let text = std::fs::read(&self.log).unwrap_or_default();
+                let text = String::from_utf8_lossy(text.get(log_start..).unwrap_or_default());
+                if let Some(port) = listening_port(&text) {
+                    self.port = port;
+                    self.base = format!("http://127.0.0.1:{port}");
+                    self.env.retain(|(k, _)| k != "BERTH_API_BIND");
+                    self.env
+                        .push(("BERTH_API_BIND".into(), format!("127.0.0.1:{port}")));
+                } else {
+                    assert!(
+                        Instant::now() < deadline,
+                        "berth-control did not say where it listens:\n{}",
+                        self.log_text()
+                    );
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
             }
             if let Ok(r) = self.http.get(format!("{}/healthz", self.base)).send().await {
                 if r.status().is_success() {
