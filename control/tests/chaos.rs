@@ -230,3 +230,77 @@ async fn five_hundred_concurrent_mixed_requests_from_fifty_clients() {
     // And control still answers at once.
     assert_eq!(c.get("/readyz").await.status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn a_docker_restart_answers_503_meanwhile_and_sandboxes_run_again_after() {
+    // A private dockerd: the machine's own daemon is never restarted.
+    let mut docker = common::PrivateDocker::start(&json!({}));
+    docker.load(common::TEST_IMAGE);
+    let c = Control::start(&[
+        ("DOCKER_HOST", &docker.host()),
+        // No iptables in the private daemon's world.
+        ("BERTH_FIREWALL", "false"),
+        ("BERTH_RECONCILE_INTERVAL", "1"),
+    ])
+    .await;
+    let id = c.create(json!({})).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let name = c.container(&id);
+    let running = |docker: &common::PrivateDocker| {
+        docker
+            .cli(&["inspect", "-f", "{{.State.Running}}", &name])
+            .1
+            == "true"
+    };
+    assert!(running(&docker));
+
+    docker.down();
+    // While Docker is away: a clear 503 with Retry-After, at once; reads of
+    // the database still answer.
+    let answered = |what: &str, r: &common::Reply| {
+        assert_eq!(
+            (r.status, r.code()),
+            (StatusCode::SERVICE_UNAVAILABLE, "docker_unavailable"),
+            "{what}: {r:?}"
+        );
+        assert!(r.headers.contains_key("retry-after"), "{what}: {r:?}");
+    };
+    let exec = format!("/v1/sandboxes/{id}/exec");
+    let r = tokio::time::timeout(
+        Duration::from_secs(30),
+        c.post(&exec, json!({"cmd": ["true"]})),
+    )
+    .await
+    .expect("exec hung while Docker was down");
+    answered("exec", &r);
+    let r = tokio::time::timeout(Duration::from_secs(30), c.post("/v1/sandboxes", json!({})))
+        .await
+        .expect("create hung while Docker was down");
+    answered("create", &r);
+    assert_eq!(
+        c.get(&format!("/v1/sandboxes/{id}")).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        c.get("/readyz").await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+
+    // Docker is back (its containers stopped with it): control reconnects
+    // and the sandbox runs again, without a request asking for it.
+    docker.up();
+    c.eventually(
+        "the sandbox runs again",
+        Duration::from_secs(60),
+        || async { running(&docker) && c.status_of(&id).await == "running" },
+    )
+    .await;
+    assert_eq!(c.sh(&id, "echo back").await, "back\n");
+    assert_eq!(c.get("/readyz").await.status, StatusCode::OK);
+    // Nothing was left behind by the failed create.
+    let list = c.get("/v1/sandboxes").await.body["sandboxes"].clone();
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+    drop(c);
+}

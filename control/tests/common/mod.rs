@@ -702,8 +702,7 @@ impl PrivateDocker {
         let dir = std::env::temp_dir().join(unique("berth-dockerd-"));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("daemon.json"), config.to_string()).unwrap();
-        let log = std::fs::File::create(dir.join("dockerd.log")).unwrap();
-        let sock = dir.join("docker.sock");
+        std::fs::File::create(dir.join("dockerd.log")).unwrap();
         static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let k = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let bridge = format!("bpd{}x{k}", std::process::id() % 100_000);
@@ -722,6 +721,24 @@ impl PrivateDocker {
             let out = Command::new("ip").args(&args).output().unwrap();
             assert!(out.status.success(), "ip {args:?}: {out:?}");
         }
+        let mut docker = PrivateDocker {
+            dir,
+            bridge,
+            child: None,
+        };
+        docker.up();
+        docker
+    }
+
+    /// Starts this dockerd (again) on its own directories and bridge, and
+    /// waits until it answers.
+    pub fn up(&mut self) {
+        let dir = &self.dir;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("dockerd.log"))
+            .unwrap();
         let child = Command::new("dockerd")
             .arg("--config-file")
             .arg(dir.join("daemon.json"))
@@ -732,8 +749,8 @@ impl PrivateDocker {
             .arg("--pidfile")
             .arg(dir.join("dockerd.pid"))
             .arg("-H")
-            .arg(format!("unix://{}", sock.display()))
-            .arg(format!("--bridge={bridge}"))
+            .arg(format!("unix://{}", dir.join("docker.sock").display()))
+            .arg(format!("--bridge={}", self.bridge))
             .args(["--default-address-pool", "base=10.234.0.0/16,size=24"])
             .args(["--iptables=false", "--ip6tables=false", "--ip-masq=false"])
             .stdout(log.try_clone().unwrap())
@@ -741,21 +758,32 @@ impl PrivateDocker {
             .stdin(Stdio::null())
             .spawn()
             .expect("dockerd");
-        let docker = PrivateDocker {
-            dir,
-            bridge,
-            child: Some(child),
-        };
+        self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(60);
-        while !docker.cli(&["info"]).0 {
+        while !self.cli(&["info"]).0 {
             assert!(
                 Instant::now() < deadline,
                 "the private dockerd did not come up:\n{}",
-                std::fs::read_to_string(docker.dir.join("dockerd.log")).unwrap_or_default()
+                std::fs::read_to_string(self.dir.join("dockerd.log")).unwrap_or_default()
             );
             std::thread::sleep(Duration::from_millis(200));
         }
-        docker
+    }
+
+    /// Stops this dockerd (SIGTERM, as an upgrade or a restart does); its
+    /// containers stop with it.
+    pub fn down(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 
     /// Replaces daemon.json and makes dockerd reload it (SIGHUP; runtimes
@@ -820,17 +848,7 @@ impl Drop for PrivateDocker {
             let _ = self.cli(&["rm", "-f", "-v", id]);
         }
         let _ = self.cli(&["network", "prune", "-f"]);
-        if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.down();
         // Shims and runtime processes it started that outlived it (a
         // container whose start failed): they name its directories.
         let _ = Command::new("pkill")
