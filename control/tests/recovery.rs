@@ -364,3 +364,91 @@ async fn a_container_that_exits_by_itself_is_an_error_restarted_with_backoff() {
     c.delete(&format!("/v1/sandboxes/{id}")).await;
     docker(&["rmi", image]);
 }
+
+#[tokio::test]
+async fn kill_9_during_stop_purge_and_exec_keeps_what_was_acknowledged() {
+    let mut c = Control::start(&[]).await;
+    let pid = std::process::id();
+    for round in 0..3u64 {
+        let ids: Vec<String> = ["run", "stop", "purge"]
+            .iter()
+            .map(|k| format!("{k}{pid}-{round}"))
+            .collect();
+        for id in &ids {
+            c.create(json!({"id": id})).await;
+        }
+        c.sh(&ids[2], "echo keep > ~/workspace/f").await;
+        let (client, base) = (reqwest::Client::new(), c.base.clone());
+        let call = |method: reqwest::Method, path: String, body: serde_json::Value| {
+            let (client, base) = (client.clone(), base.clone());
+            tokio::spawn(async move {
+                client
+                    .request(method, format!("{base}{path}"))
+                    .json(&body)
+                    .send()
+                    .await
+                    .map(|r| r.status())
+                    .ok()
+            })
+        };
+        let exec = call(
+            reqwest::Method::POST,
+            format!("/v1/sandboxes/{}/exec", ids[0]),
+            json!({"cmd": "sleep 30", "timeout_s": 60}),
+        );
+        let stop = call(
+            reqwest::Method::POST,
+            format!("/v1/sandboxes/{}/stop", ids[1]),
+            json!({}),
+        );
+        let purge = call(
+            reqwest::Method::POST,
+            format!("/v1/sandboxes/{}/purge", ids[2]),
+            json!({}),
+        );
+        tokio::time::sleep(Duration::from_millis(100 + round * 200)).await;
+        c.kill9();
+        let exec = exec.await.unwrap();
+        let stopped = stop.await.unwrap() == Some(StatusCode::OK);
+        let purged = purge.await.unwrap() == Some(StatusCode::NO_CONTENT);
+        assert_ne!(exec, Some(StatusCode::INTERNAL_SERVER_ERROR));
+
+        c.spawn().await;
+        let states = converged(&c).await;
+        assert_eq!(
+            states.get(&ids[0]).map(String::as_str),
+            Some("running"),
+            "{states:?}"
+        );
+        if stopped {
+            assert_eq!(
+                states.get(&ids[1]).map(String::as_str),
+                Some("stopped"),
+                "an acknowledged stop was undone: {states:?}"
+            );
+        }
+        if purged {
+            assert!(
+                !states.contains_key(&ids[2]),
+                "an acknowledged purge was undone"
+            );
+            assert!(!c.home(&ids[2]).exists(), "a purged home is back");
+        } else if let Some(status) = states.get(&ids[2]) {
+            // Not acknowledged: it is whole, or the purge finished.
+            assert_eq!(status, "running");
+        }
+        // The interrupted purge finishes or the sandbox is whole; a retry
+        // of the purge always ends it.
+        let again = c
+            .post(&format!("/v1/sandboxes/{}/purge", ids[2]), json!({}))
+            .await;
+        assert!(
+            matches!(again.status, StatusCode::NO_CONTENT | StatusCode::NOT_FOUND),
+            "{again:?}"
+        );
+        assert!(!c.home(&ids[2]).exists());
+        for id in &ids[..2] {
+            c.delete(&format!("/v1/sandboxes/{id}")).await;
+        }
+    }
+}
