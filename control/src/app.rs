@@ -95,6 +95,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
     if let Err(e) = tasks.recover().await {
         tracing::error!(error = %e, "could not recover tasks after the restart");
     }
+    sandboxes.kill_abandoned_execs().await;
     let health = crate::supervise::Health::default();
     let background = [
         crate::supervise::spawn("reconciler", health.clone(), loops.clone(), {

@@ -83,6 +83,17 @@ fn marked(marker: &str, pids: impl Iterator<Item = i32>) -> (HashSet<i32>, usize
     (found, unreadable)
 }
 
+/// The `BERTH_EXEC` marker in a process's environment, if it has one.
+pub fn marker_of(pid: i32) -> Option<String> {
+    let environ = fs::read(format!("/proc/{pid}/environ")).ok()?;
+    let prefix = format!("{MARKER_VAR}=");
+    environ
+        .split(|b| *b == 0)
+        .find_map(|v| v.strip_prefix(prefix.as_bytes()))
+        .map(|m| String::from_utf8_lossy(m).into_owned())
+        .filter(|m| !m.is_empty())
+}
+
 /// What [`kill_exec`] did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Killed {

@@ -420,6 +420,9 @@ async fn kill_9_during_stop_purge_and_exec_keeps_what_was_acknowledged() {
             Some("running"),
             "{states:?}"
         );
+        // The exec cut by the crash does not run on unwatched.
+        let left = c.sh(&ids[0], "ps -o args | grep '^sleep 30' || true").await;
+        assert_eq!(left, "", "an exec abandoned by the crash still runs");
         if stopped {
             assert_eq!(
                 states.get(&ids[1]).map(String::as_str),

@@ -251,6 +251,57 @@ impl Docker {
         }
     }
 
+    /// Kills the attached execs still running in a container: after a
+    /// restart of control nobody reads them any more (their clients and
+    /// timeouts died with the old process). Detached execs (a sandbox's
+    /// `start` command) are left alone. Returns how many were killed.
+    pub async fn kill_abandoned_execs(&self, container: &str) -> Result<usize, DockerError> {
+        let client = self.client().await?;
+        let inspected = match client
+            .inspect_container(
+                container,
+                None::<bollard::query_parameters::InspectContainerOptions>,
+            )
+            .await
+        {
+            Ok(found) => found,
+            Err(e) if super::status_of(&e) == Some(404) => return Ok(0),
+            Err(e) => return Err(e.into()),
+        };
+        let mut killed = 0;
+        for exec_id in inspected.exec_ids.unwrap_or_default() {
+            let Ok(exec) = client.inspect_exec(&exec_id).await else {
+                continue;
+            };
+            let attached = exec.open_stdout == Some(true) || exec.open_stderr == Some(true);
+            let Some(pid) = exec
+                .pid
+                .filter(|p| *p > 1 && exec.running == Some(true) && attached)
+                .and_then(|p| i32::try_from(p).ok())
+            else {
+                continue;
+            };
+            // Its marker is in its own environment: the processes that
+            // detached from it die too.
+            let marker = crate::proctree::marker_of(pid);
+            let found = tokio::task::spawn_blocking(move || {
+                crate::proctree::kill_exec(Some(pid), marker.as_deref())
+            })
+            .await
+            .unwrap_or_default();
+            if found.signalled > 0 {
+                killed += 1;
+                tracing::info!(
+                    container,
+                    exec_id,
+                    pid,
+                    "killed an exec abandoned by a restart of control"
+                );
+            }
+        }
+        Ok(killed)
+    }
+
     /// Kills every process carrying `marker` (an exec whose id is unknown,
     /// e.g. a task's agent after a crash).
     pub async fn kill_marked(&self, marker: &str) {

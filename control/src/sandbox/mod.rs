@@ -310,6 +310,29 @@ impl Sandboxes {
         }
     }
 
+    /// After a restart: kills the execs the previous control process left
+    /// running in this instance's sandboxes (their clients and timeouts
+    /// died with it), with everything they started.
+    pub async fn kill_abandoned_execs(&self) {
+        let containers = match self
+            .inner
+            .docker
+            .managed_containers(&self.inner.spec.instance_id)
+            .await
+        {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not look for execs abandoned by a restart");
+                return;
+            }
+        };
+        for container in containers.iter().filter(|c| c.running) {
+            if let Err(e) = self.inner.docker.kill_abandoned_execs(&container.id).await {
+                tracing::warn!(sandbox = %container.sandbox_id, error = %e, "could not kill execs abandoned by a restart");
+            }
+        }
+    }
+
     /// Forgets a sandbox whose home is gone: frees its uid and identity
     /// files and removes its tasks (rows, events, and the `env` they hold).
     pub(crate) async fn forget_identity(&self, id: &str) {
