@@ -233,7 +233,15 @@ async fn five_hundred_concurrent_mixed_requests_from_fifty_clients() {
 
 #[tokio::test]
 async fn a_docker_restart_answers_503_meanwhile_and_sandboxes_run_again_after() {
-    // A private dockerd: the machine's own daemon is never restarted.
+    // A private dockerd: the machine's own daemon is never restarted, and
+    // its bridge must survive ours restarting.
+    let docker0 = || {
+        Command::new("ip")
+            .args(["link", "show", "docker0"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    let had_docker0 = docker0();
     let mut docker = common::PrivateDocker::start(&json!({}));
     docker.load(common::TEST_IMAGE);
     let c = Control::start(&[
@@ -303,4 +311,6 @@ async fn a_docker_restart_answers_503_meanwhile_and_sandboxes_run_again_after() 
     let list = c.get("/v1/sandboxes").await.body["sandboxes"].clone();
     assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
     drop(c);
+    drop(docker);
+    assert_eq!(docker0(), had_docker0, "the machine's docker0 was touched");
 }

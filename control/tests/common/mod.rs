@@ -751,7 +751,10 @@ impl PrivateDocker {
             .arg("-H")
             .arg(format!("unix://{}", dir.join("docker.sock").display()))
             .arg(format!("--bridge={}", self.bridge))
-            .args(["--default-address-pool", "base=10.234.0.0/16,size=24"])
+            // No --default-address-pool: with one, a restarted dockerd
+            // deletes the interface named docker0 (the machine's daemon's),
+            // as Docker 20.10 does when it clears a stale default network.
+            // Docker's own pools skip ranges the host already routes.
             .args(["--iptables=false", "--ip6tables=false", "--ip-masq=false"])
             .stdout(log.try_clone().unwrap())
             .stderr(log)
