@@ -212,7 +212,23 @@ impl Edge {
             .map(|e| e.container_id.clone());
         if let Some(container) = container {
             if let Err(e) = self.waker.refresh(&container).await {
+                // Docker is away (a restart): the app cannot be judged, and
+                // its container may be gone with it. Try again soon.
                 tracing::warn!(sandbox = %id, error = %e, "could not recheck a sandbox with Docker");
+                let mut page = Page::new(
+                    503,
+                    "docker_unavailable",
+                    "The sandbox cannot be reached right now",
+                    format!(
+                        "Sandbox `{id}` refused the connection and Docker does not answer; retry in a few seconds."
+                    ),
+                );
+                page.retry_after = Some(5);
+                ctx.page = Some(page);
+                return Err(Error::explain(
+                    ErrorType::Custom("answered"),
+                    "a page was chosen",
+                ));
             }
         }
         if self.routes.sandbox_upstream(&id, ctx.port) == Some(failed) {

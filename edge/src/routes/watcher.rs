@@ -2,10 +2,11 @@
 //! update per container event (a labelled container is routed as soon as
 //! Docker reports it started). On a broken event stream it resynchronises.
 
+use std::panic::AssertUnwindSafe;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
@@ -100,10 +101,13 @@ impl BackgroundService for Watcher {
         let mut backoff = Duration::from_millis(200);
         loop {
             tokio::select! {
-                result = self.follow() => {
+                // A panic while following is a failure like any other: the
+                // watch resynchronises instead of ending for good.
+                result = AssertUnwindSafe(self.follow()).catch_unwind() => {
                     match result {
-                        Ok(()) => tracing::warn!("Docker closed the event stream; resynchronising"),
-                        Err(e) => tracing::warn!(error = %e, "Docker watch failed; resynchronising"),
+                        Ok(Ok(())) => tracing::warn!("Docker closed the event stream; resynchronising"),
+                        Ok(Err(e)) => tracing::warn!(error = %e, "Docker watch failed; resynchronising"),
+                        Err(_) => tracing::error!("the Docker watch panicked; resynchronising"),
                     }
                 }
                 _ = shutdown.changed() => return,
