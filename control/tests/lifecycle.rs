@@ -121,12 +121,7 @@ async fn exec_timeout_kills_the_whole_process_tree() {
     assert_eq!(r.body["timed_out"], true, "{r:?}");
     assert_eq!(r.body["exit_code"], serde_json::Value::Null);
     // Neither sleep survives.
-    let ps = c
-        .sh(
-            &id,
-            "ps -o args | grep 'sleep 30[01]' | grep -v grep || true",
-        )
-        .await;
+    let ps = leftovers(&c, &id, "sleep 30[01]").await;
     assert_eq!(ps, "", "processes left behind: {ps}");
 }
 
@@ -286,14 +281,7 @@ async fn streamed_exec_delivers_output_while_the_command_runs() {
     c.eventually(
         "the abandoned command is killed",
         Duration::from_secs(10),
-        || async {
-            c.sh(
-                &id,
-                "ps -o args | grep 'sleep 30[23]' | grep -v grep || true",
-            )
-            .await
-            .is_empty()
-        },
+        || async { leftovers(&c, &id, "sleep 30[23]").await.is_empty() },
     )
     .await;
 

@@ -241,7 +241,7 @@ impl Docker {
             .exec_pid(exec_id)
             .await
             .and_then(|p| i32::try_from(p).ok());
-        let killed = kill_processes(pid, marker).await;
+        let killed = kill_processes(pid, Some(marker)).await;
         if pid.is_some() && killed.signalled == 0 {
             tracing::warn!(
                 exec_id,
@@ -284,11 +284,7 @@ impl Docker {
             // Its marker is in its own environment: the processes that
             // detached from it die too.
             let marker = crate::proctree::marker_of(pid);
-            let found = tokio::task::spawn_blocking(move || {
-                crate::proctree::kill_exec(Some(pid), marker.as_deref())
-            })
-            .await
-            .unwrap_or_default();
+            let found = kill_processes(Some(pid), marker.as_deref()).await;
             if found.signalled > 0 {
                 killed += 1;
                 tracing::info!(
@@ -305,7 +301,7 @@ impl Docker {
     /// Kills every process carrying `marker` (an exec whose id is unknown,
     /// e.g. a task's agent after a crash).
     pub async fn kill_marked(&self, marker: &str) {
-        kill_processes(None, marker).await;
+        kill_processes(None, Some(marker)).await;
     }
 
     /// The host PID of a running exec. Right after an exec starts, Docker
@@ -337,15 +333,15 @@ impl Docker {
 
 /// Kills the tree under `pid` and everything carrying `marker`, off the
 /// async threads (it reads all of /proc).
-async fn kill_processes(pid: Option<i32>, marker: &str) -> crate::proctree::Killed {
-    let wanted = marker.to_string();
+async fn kill_processes(pid: Option<i32>, marker: Option<&str>) -> crate::proctree::Killed {
+    let wanted = marker.map(str::to_string);
     let killed =
-        tokio::task::spawn_blocking(move || crate::proctree::kill_exec(pid, Some(&wanted)))
+        tokio::task::spawn_blocking(move || crate::proctree::kill_exec(pid, wanted.as_deref()))
             .await
             .unwrap_or_default();
     if killed.unreadable > 0 {
         tracing::debug!(
-            marker,
+            ?marker,
             unreadable = killed.unreadable,
             "some processes' environments could not be read: detached children may survive (control needs CAP_SYS_PTRACE)"
         );

@@ -116,6 +116,10 @@ impl Sandboxes {
         let base = self.inner.settings.reconcile_interval;
         let crashes = &self.inner.crashes;
         let restart = crashes.may_restart(&rec.id, base, now);
+        if !restart && rec.status == Status::Error {
+            // Already told while it waits: no log read, no write per pass.
+            return Ok(false);
+        }
         let last_output = self
             .inner
             .docker

@@ -29,13 +29,8 @@ impl CrashLoops {
     /// first wait (the reconcile interval), doubled after each restart.
     /// The first restart after a crash is at once.
     pub fn may_restart(&self, id: &str, base: Duration, now: Instant) -> bool {
-        let Ok(map) = self.by_sandbox.lock() else {
-            return true;
-        };
-        match map.get(id) {
-            None => true,
-            Some(c) => now >= c.last_restart + backoff(base, c.restarts),
-        }
+        self.wait_left(id, base, now)
+            .is_none_or(|left| left.is_zero())
     }
 
     /// The reconciler restarted the sandbox.

@@ -348,6 +348,18 @@ impl Tasks {
     /// whole process tree. Returns the task once it has ended.
     pub async fn cancel(&self, sandbox_id: &str, task_id: &str) -> Result<TaskRecord, TaskError> {
         let task = self.get(sandbox_id, task_id).await?;
+        self.end(&task, ("cancelled", "cancelled before it started"))
+            .await
+    }
+
+    /// Ends a task that has not ended: a running one through its worker's
+    /// cancel token (its agent is killed), a queued one at once with
+    /// `queued_why` (failure reason, message). `Conflict` when it had ended.
+    async fn end(
+        &self,
+        task: &TaskRecord,
+        (reason, message): (&str, &str),
+    ) -> Result<TaskRecord, TaskError> {
         let workers = self.inner.workers.lock().await;
         let running = workers
             .get(&task.sandbox_id)
@@ -373,7 +385,7 @@ impl Tasks {
                     &task.id,
                     TaskStatus::Cancelled,
                     None,
-                    json!({"failure_reason": "cancelled", "error": "cancelled before it started"}),
+                    json!({"failure_reason": reason, "error": message}),
                 )
                 .await;
                 drop(workers);
@@ -411,30 +423,12 @@ impl Tasks {
             .collect();
         open.sort_by_key(|t| t.status == TaskStatus::Running);
         for task in open {
-            let running = {
-                let workers = self.inner.workers.lock().await;
-                let running = workers
-                    .get(&id)
-                    .filter(|w| w.task_id == task.id)
-                    .map(|w| w.cancel.clone());
-                if running.is_none() {
-                    // Under the workers lock: a queued task cannot start meanwhile.
-                    let now = self.inner.store.task(&task.id).await?;
-                    if !now.status.is_terminal() {
-                        self.finish(
-                            &task.id,
-                            TaskStatus::Cancelled,
-                            None,
-                            json!({"failure_reason": "sandbox_deleted", "error": "the sandbox was deleted"}),
-                        )
-                        .await;
-                    }
-                }
-                running
-            };
-            if let Some(cancel) = running {
-                cancel.cancel();
-                self.wait_terminal(&task.id).await?;
+            match self
+                .end(&task, ("sandbox_deleted", "the sandbox was deleted"))
+                .await
+            {
+                Ok(_) | Err(TaskError::Conflict(_)) => {}
+                Err(e) => return Err(e),
             }
         }
         Ok(())

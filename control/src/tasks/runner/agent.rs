@@ -44,7 +44,7 @@ pub(super) async fn run(
     let request = ExecRequest {
         cmd: agent.command(&task.prompt, task.model.as_deref()),
         cwd: Some(APP_DIR.into()),
-        env: task.env.0.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+        env: super::env_of(task),
         stdin: None,
         timeout: Duration::ZERO,
         output_limit: 0,

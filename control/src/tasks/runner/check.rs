@@ -28,7 +28,7 @@ pub(super) async fn run(
     let request = ExecRequest {
         cmd: vec!["/bin/sh".into(), "-lc".into(), command.to_string()],
         cwd: Some(APP_DIR.into()),
-        env: task.env.0.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+        env: super::env_of(task),
         stdin: None,
         timeout: remaining,
         output_limit: 1 << 20,

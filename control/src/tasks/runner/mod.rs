@@ -49,6 +49,11 @@ pub(super) async fn run(tasks: &Tasks, task: &TaskRecord, cancel: &CancellationT
         .await;
 }
 
+/// The task's `env` as `KEY=value` pairs, for its execs.
+fn env_of(task: &TaskRecord) -> Vec<String> {
+    task.env.0.iter().map(|(k, v)| format!("{k}={v}")).collect()
+}
+
 /// A `log` event from berth itself.
 async fn note(tasks: &Tasks, task_id: &str, line: impl Into<String>) {
     tasks
