@@ -66,10 +66,11 @@ pub struct Ctx {
     /// The sandbox port asked for, and whether a browser is navigating.
     port: u16,
     html: bool,
-    /// Connecting failed: check with Docker whether the sandbox stopped
-    /// meanwhile (the route table lags Docker by its event's latency) and
-    /// wake it, once.
-    recheck: bool,
+    /// Connecting failed (refused, no route, timed out: a stopped
+    /// container's address may do any of these): check with Docker whether
+    /// the sandbox stopped meanwhile (the route table lags Docker by its
+    /// event's latency) and wake it, once. Holds how connecting failed.
+    recheck: Option<ErrorType>,
     rechecked: bool,
     /// A page decided while choosing the upstream, for `fail_to_proxy`.
     page: Option<Page>,
@@ -188,9 +189,9 @@ impl ProxyHttp for Edge {
     }
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
-        if std::mem::take(&mut ctx.recheck) {
+        if let Some(failure) = ctx.recheck.take() {
             ctx.rechecked = true;
-            ctx.upstream = Some(self.reach_again(ctx).await?);
+            ctx.upstream = Some(self.reach_again(ctx, failure).await?);
         }
         let addr = ctx
             .upstream
@@ -250,12 +251,12 @@ impl ProxyHttp for Edge {
         ctx: &mut Ctx,
         mut e: Box<Error>,
     ) -> Box<Error> {
-        let refused = matches!(
+        let unreachable = matches!(
             e.etype(),
-            ErrorType::ConnectRefused | ErrorType::ConnectNoRoute
+            ErrorType::ConnectRefused | ErrorType::ConnectNoRoute | ErrorType::ConnectTimedout
         );
-        if refused && ctx.sandbox.is_some() && !ctx.rechecked {
-            ctx.recheck = true;
+        if unreachable && ctx.sandbox.is_some() && !ctx.rechecked {
+            ctx.recheck = Some(e.etype().clone());
             e.set_retry(true);
         }
         e

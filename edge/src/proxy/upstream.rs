@@ -195,10 +195,14 @@ impl Edge {
         Ok(addr)
     }
 
-    /// After a refused connection: is the sandbox still running? Docker is
+    /// After a failed connection: is the sandbox still running? Docker is
     /// asked (not the route table, which may lag), and a sandbox that
     /// stopped is woken. `Err` carries what to answer.
-    pub(super) async fn reach_again(&self, ctx: &mut Ctx) -> Result<SocketAddr> {
+    pub(super) async fn reach_again(
+        &self,
+        ctx: &mut Ctx,
+        failure: ErrorType,
+    ) -> Result<SocketAddr> {
         let (Some(id), Some(failed)) = (ctx.sandbox.clone(), ctx.upstream) else {
             return Err(Error::explain(
                 ErrorType::InternalError,
@@ -232,11 +236,9 @@ impl Edge {
             }
         }
         if self.routes.sandbox_upstream(&id, ctx.port) == Some(failed) {
-            // It runs where we knocked: the app itself refuses.
-            return Err(Error::explain(
-                ErrorType::ConnectRefused,
-                "the app refused the connection",
-            ));
+            // It runs where we knocked: the app itself refused, or did not
+            // answer; that is the answer.
+            return Err(Error::explain(failure, "the sandbox runs where we knocked"));
         }
         tracing::info!(sandbox = %id, "the sandbox stopped or moved under a request: waking it");
         match self.reach(&id, ctx.port, ctx.html).await {
