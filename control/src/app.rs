@@ -131,7 +131,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
         docker,
         started: Instant::now(),
         health,
-        agents: crate::agents::InstalledAgents::default(),
+        agents: tasks.installed_agents().clone(),
     };
     let app = api::router(state, tokens.clone());
     // The bound address (the setting may say port 0).

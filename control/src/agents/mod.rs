@@ -30,7 +30,59 @@ pub enum AgentEvent {
         output: String,
         is_error: bool,
     },
-    Error(String),
+    /// The agent failed; `kind` is the agent's own name for the failure
+    /// (`authentication_failed`, `error_max_turns`, …) when it gives one.
+    Error {
+        message: String,
+        kind: Option<String>,
+    },
+    /// A note about the agent's own workings (an API retry, a permission
+    /// refused, a sub-agent starting): a `log` event with `subtype`.
+    Log { subtype: String, line: String },
+    /// An event of a sub-agent, started by the main agent's tool call
+    /// `parent_id`: the inner event, tagged with `parent_id`.
+    Sub {
+        parent_id: String,
+        event: Box<AgentEvent>,
+    },
+}
+
+impl AgentEvent {
+    pub fn error(message: impl Into<String>) -> Self {
+        AgentEvent::Error {
+            message: message.into(),
+            kind: None,
+        }
+    }
+}
+
+/// The agent's session: what it reported about itself when it started.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Session {
+    pub id: Option<String>,
+    /// The model the agent really uses.
+    pub model: Option<String>,
+    /// The agent CLI's version.
+    pub version: Option<String>,
+}
+
+/// How to run one task's agent.
+#[derive(Debug, Clone, Copy)]
+pub struct RunRequest<'a> {
+    pub prompt: &'a str,
+    pub model: Option<&'a str>,
+    /// The agent session to resume (`"continue": true`).
+    pub resume: Option<&'a str>,
+}
+
+/// The process that runs the agent: the prompt goes on stdin, never in
+/// argv (no quoting by the CLI, no prompt read as a flag).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Invocation {
+    pub argv: Vec<String>,
+    pub stdin: String,
+    /// `KEY=value` pairs the adapter needs (before the task's own env).
+    pub env: Vec<String>,
 }
 
 /// Tokens and cost, when the agent reports them.
@@ -57,13 +109,42 @@ pub struct RunState {
     pub tools_finished: HashSet<String>,
     pub messages: usize,
     pub tool_calls: usize,
+    /// What the agent said about its session; `session_changed` is set
+    /// when it changed, for the runner to record it and clear the flag.
+    pub session: Session,
+    pub session_changed: bool,
+    /// The failure reason when it is more precise than `agent_error`
+    /// (`agent_auth`).
+    pub failure_reason: Option<&'static str>,
+    /// The run resumes an earlier session: usage the agent reports for the
+    /// whole session includes earlier tasks'.
+    pub resumed: bool,
+    /// Claude Code's running totals (see `claude.rs`).
+    pub(crate) claude: claude::Totals,
 }
 
 impl RunState {
     /// Records that the agent reported a failure; the event to emit.
     pub fn fail(&mut self, message: String) -> AgentEvent {
         self.failure = Some(message.clone());
-        AgentEvent::Error(message)
+        AgentEvent::error(message)
+    }
+
+    /// Records the session facts that are given; flags a change.
+    pub fn set_session(&mut self, id: Option<&str>, model: Option<&str>, version: Option<&str>) {
+        let next = Session {
+            id: id.map(String::from).or_else(|| self.session.id.clone()),
+            model: model
+                .map(String::from)
+                .or_else(|| self.session.model.clone()),
+            version: version
+                .map(String::from)
+                .or_else(|| self.session.version.clone()),
+        };
+        if next != self.session {
+            self.session = next;
+            self.session_changed = true;
+        }
     }
 
     /// Whether the agent said or did anything at all.
@@ -75,8 +156,15 @@ impl RunState {
 pub trait Agent: Send + Sync {
     fn name(&self) -> &'static str;
 
-    /// The argv that runs the agent headlessly on `prompt`.
-    fn command(&self, prompt: &str, model: Option<&str>) -> Vec<String>;
+    /// How to run the agent headlessly.
+    fn invocation(&self, run: &RunRequest<'_>) -> Invocation;
+
+    /// Whether `model` is a model name this agent takes; the message says
+    /// what it expects.
+    fn check_model(&self, model: &str) -> Result<(), String> {
+        let _ = model;
+        Ok(())
+    }
 
     /// Reads one line of the agent's stdout; `None` when it is not a line
     /// this adapter understands (it is then kept as a `log` event).
@@ -95,7 +183,8 @@ pub fn by_name(name: &str) -> Option<&'static dyn Agent> {
 pub const NAMES: [&str; 2] = ["claude", "opencode"];
 
 /// Text of a tool result that may be a string, a list of content blocks, or
-/// anything else.
+/// anything else. An image block is named, never inlined (its base64 data
+/// is no use in a text log).
 pub(crate) fn text_of(value: &Value) -> String {
     match value {
         Value::String(s) => s.clone(),
@@ -103,6 +192,13 @@ pub(crate) fn text_of(value: &Value) -> String {
             .iter()
             .map(|b| match b.get("text").and_then(Value::as_str) {
                 Some(t) => t.to_string(),
+                None if b.get("type").and_then(Value::as_str) == Some("image") => {
+                    let media = b
+                        .pointer("/source/media_type")
+                        .and_then(Value::as_str)
+                        .unwrap_or("unknown type");
+                    format!("[image: {media}]")
+                }
                 None => text_of(b),
             })
             .collect::<Vec<_>>()

@@ -1,13 +1,20 @@
-//! OpenCode: `opencode run --format json --dangerously-skip-permissions <prompt>`.
+//! OpenCode: `opencode run --format json` with the prompt on stdin
+//! (`opencode run` quotes every argument holding a space before the model
+//! sees it, and reads a prompt starting with `-` as a flag) and every
+//! permission granted through `OPENCODE_PERMISSION`, which all versions
+//! read (the flag for it was renamed twice). `--session <id>` continues a
+//! session.
 //!
-//! Each stdout line is an event with a `type`: `step_start`, `text` (a text
-//! part), `tool_use` (a tool part whose `state.status` is pending, running,
-//! completed or error), `step_finish` (tokens and cost of a step) and
-//! `error`.
+//! Each stdout line is an event with a `type` and the `sessionID`:
+//! `step_start`, `text` (a text part), `tool_use` (a tool part, printed once
+//! when it completed or failed), `step_finish` (tokens and cost of a step)
+//! and `error`. The binary is not on a registry reachable here, so these
+//! shapes are taken from its source (`packages/opencode/src/cli/cmd/run.ts`
+//! upstream), not recorded.
 
 use serde_json::Value;
 
-use super::{Agent, AgentEvent, RunState, as_u64, text_of};
+use super::{Agent, AgentEvent, Invocation, RunRequest, RunState, as_u64, text_of};
 
 pub struct OpenCode;
 
@@ -16,27 +23,46 @@ impl Agent for OpenCode {
         "opencode"
     }
 
-    fn command(&self, prompt: &str, model: Option<&str>) -> Vec<String> {
-        let mut argv: Vec<String> = [
-            "opencode",
-            "run",
-            "--format",
-            "json",
-            "--dangerously-skip-permissions",
-        ]
-        .into_iter()
-        .map(String::from)
-        .collect();
-        if let Some(model) = model {
+    fn invocation(&self, run: &RunRequest<'_>) -> Invocation {
+        let mut argv: Vec<String> = ["opencode", "run", "--format", "json"]
+            .into_iter()
+            .map(String::from)
+            .collect();
+        if let Some(model) = run.model {
             argv.extend(["--model".to_string(), model.to_string()]);
         }
-        argv.push(prompt.to_string());
-        argv
+        if let Some(session) = run.resume {
+            argv.extend(["--session".to_string(), session.to_string()]);
+        }
+        Invocation {
+            argv,
+            stdin: run.prompt.to_string(),
+            env: vec![r#"OPENCODE_PERMISSION={"*":"allow"}"#.to_string()],
+        }
+    }
+
+    fn check_model(&self, model: &str) -> Result<(), String> {
+        match model.split_once('/') {
+            Some((provider, name))
+                if !provider.is_empty()
+                    && !name.is_empty()
+                    && !model.contains(char::is_whitespace) =>
+            {
+                Ok(())
+            }
+            _ => Err(format!(
+                "`{model}` is not an OpenCode model: use provider/model \
+                 (`anthropic/claude-sonnet-4-5`)"
+            )),
+        }
     }
 
     fn parse_line(&self, line: &str, state: &mut RunState) -> Option<Vec<AgentEvent>> {
         let v: Value = serde_json::from_str(line).ok()?;
         let kind = v.get("type")?.as_str()?;
+        if let Some(session) = v.get("sessionID").and_then(Value::as_str) {
+            state.set_session(Some(session), None, None);
+        }
         let part = v.get("part").cloned().unwrap_or(Value::Null);
         let mut events = Vec::new();
         match kind {
@@ -150,19 +176,6 @@ mod tests {
     }
 
     #[test]
-    fn a_tool_reported_twice_is_one_call_and_one_result() {
-        let mut state = RunState::default();
-        let running = r#"{"type":"tool_use","part":{"tool":"bash","callID":"c","state":{"status":"running","input":{"command":"ls"}}}}"#;
-        let done = r#"{"type":"tool_use","part":{"tool":"bash","callID":"c","state":{"status":"error","input":{"command":"ls"},"error":"boom"}}}"#;
-        let a = OpenCode.parse_line(running, &mut state).unwrap();
-        let b = OpenCode.parse_line(done, &mut state).unwrap();
-        assert!(matches!(a.as_slice(), [AgentEvent::ToolCall { .. }]));
-        assert!(
-            matches!(b.as_slice(), [AgentEvent::ToolResult { is_error: true, output, .. }] if output == "boom")
-        );
-    }
-
-    #[test]
     fn errors_are_failures() {
         let mut state = RunState::default();
         let e = OpenCode
@@ -171,14 +184,38 @@ mod tests {
                 &mut state,
             )
             .unwrap();
-        assert_eq!(e, vec![AgentEvent::Error("invalid key".into())]);
+        assert_eq!(e, vec![AgentEvent::error("invalid key")]);
         assert_eq!(state.failure.as_deref(), Some("invalid key"));
     }
 
     #[test]
-    fn the_prompt_comes_last() {
-        let argv = OpenCode.command("do it", Some("anthropic/claude"));
-        assert_eq!(argv.last().unwrap(), "do it");
-        assert!(argv.contains(&"--model".to_string()));
+    fn the_prompt_goes_on_stdin_and_models_are_provider_slash_model() {
+        let run = OpenCode.invocation(&RunRequest {
+            prompt: "--help me, please",
+            model: Some("anthropic/claude"),
+            resume: Some("ses_1"),
+        });
+        assert_eq!(run.stdin, "--help me, please");
+        assert!(!run.argv.iter().any(|a| a.contains("please")));
+        assert!(run.argv.windows(2).any(|w| w == ["--session", "ses_1"]));
+        assert!(
+            run.env
+                .iter()
+                .any(|e| e.starts_with("OPENCODE_PERMISSION="))
+        );
+        assert!(OpenCode.check_model("anthropic/claude-sonnet-4-5").is_ok());
+        assert!(OpenCode.check_model("sonnet").is_err());
+        assert!(OpenCode.check_model("/x").is_err());
+    }
+
+    #[test]
+    fn the_session_is_read_from_any_line() {
+        let mut state = RunState::default();
+        OpenCode.parse_line(
+            r#"{"type":"step_start","timestamp":1,"sessionID":"ses_9","part":{"type":"step-start"}}"#,
+            &mut state,
+        );
+        assert_eq!(state.session.id.as_deref(), Some("ses_9"));
+        assert!(state.session_changed);
     }
 }

@@ -200,6 +200,7 @@ impl From<TaskError> for ApiError {
             TaskError::Invalid(m) => Self::invalid(m),
             TaskError::NotFound(_) => Self::not_found(e.to_string()),
             TaskError::Conflict(m) => Self::new(StatusCode::CONFLICT, "conflict", m),
+            TaskError::AgentMissing(m) => Self::new(StatusCode::BAD_REQUEST, "agent_missing", m),
             TaskError::Failed(m) => Self::new(StatusCode::BAD_GATEWAY, "exec_failed", m),
             TaskError::Sandbox(s) => s.into(),
             TaskError::Docker(d) => d.into(),

@@ -63,9 +63,19 @@ pub async fn info(State(state): State<AppState>) -> Json<serde_json::Value> {
                     tracing::warn!(image = %s.image, error = %e, "could not read which agents the image has");
                     None
                 });
-            json!({"present": true, "berth": facts.berth_kind, "agents": agents})
+            let names = agents
+                .as_ref()
+                .map(|list| list.iter().map(|a| a.name.clone()).collect::<Vec<_>>());
+            json!({
+                "present": true,
+                "berth": facts.berth_kind,
+                "agents": names,
+                "agent_versions": agents,
+            })
         }
-        Ok(None) => json!({"present": false, "berth": null, "agents": null}),
+        Ok(None) => {
+            json!({"present": false, "berth": null, "agents": null, "agent_versions": null})
+        }
         Err(_) => serde_json::Value::Null,
     };
     let runtimes = state.docker.runtimes().await.ok();

@@ -29,6 +29,14 @@ pub struct TaskView {
     pub prompt: String,
     pub check: Option<String>,
     pub timeout_s: i64,
+    /// Continues the agent's previous session in this sandbox.
+    #[serde(rename = "continue")]
+    pub resume: bool,
+    /// The agent's session (what `"continue": true` resumes), the model it
+    /// really used and its CLI's version, as it reported them.
+    pub session_id: Option<String>,
+    pub agent_model: Option<String>,
+    pub agent_version: Option<String>,
     pub result: Option<Value>,
     pub exit_code: Option<i64>,
     pub usage: Option<Value>,
@@ -51,6 +59,10 @@ fn view(task: TaskRecord) -> TaskView {
         prompt: task.prompt,
         check: task.check_cmd,
         timeout_s: task.timeout_s,
+        resume: task.resume,
+        session_id: task.session_id,
+        agent_model: task.agent_model,
+        agent_version: task.agent_version,
         result,
         exit_code: task.exit_code,
         usage,

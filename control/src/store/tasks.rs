@@ -53,6 +53,12 @@ pub struct TaskRecord {
     pub created_at: i64,
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
+    /// The agent's session, model and CLI version, as it reported them.
+    pub session_id: Option<String>,
+    pub agent_model: Option<String>,
+    pub agent_version: Option<String>,
+    /// Continues the sandbox's previous session of this agent.
+    pub resume: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -65,6 +71,7 @@ pub struct NewTask {
     pub env: BTreeMap<String, String>,
     pub check_cmd: Option<String>,
     pub timeout_s: i64,
+    pub resume: bool,
 }
 
 /// One stored event of a task.
@@ -86,8 +93,8 @@ impl Store {
         // another one commits meanwhile (the busy timeout then applies).
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         sqlx::query(
-            "INSERT INTO tasks (id, sandbox_id, agent, prompt, model, env, check_cmd, timeout_s, status, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?)",
+            "INSERT INTO tasks (id, sandbox_id, agent, prompt, model, env, check_cmd, timeout_s, status, created_at, resume)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?)",
         )
         .bind(&new.id)
         .bind(&new.sandbox_id)
@@ -98,6 +105,7 @@ impl Store {
         .bind(&new.check_cmd)
         .bind(new.timeout_s)
         .bind(now)
+        .bind(new.resume)
         .execute(&mut *tx)
         .await?;
         let data = serde_json::json!({"status": "queued"});
@@ -190,6 +198,61 @@ impl Store {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    /// Records what the agent said about its session.
+    pub async fn set_task_session(
+        &self,
+        id: &str,
+        session_id: Option<&str>,
+        model: Option<&str>,
+        version: Option<&str>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE tasks SET session_id = ?, agent_model = ?, agent_version = ? WHERE id = ?",
+        )
+        .bind(session_id)
+        .bind(model)
+        .bind(version)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Whether the sandbox has a task of `agent` created before now.
+    pub async fn has_task_of_agent(
+        &self,
+        sandbox_id: &str,
+        agent: &str,
+    ) -> Result<bool, StoreError> {
+        let (n,): (i64,) =
+            sqlx::query_as("SELECT COUNT(*) FROM tasks WHERE sandbox_id = ? AND agent = ?")
+                .bind(sandbox_id)
+                .bind(agent)
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(n > 0)
+    }
+
+    /// The session of the latest task of the same sandbox and agent before
+    /// `task` that recorded one.
+    pub async fn previous_session(&self, task: &TaskRecord) -> Result<Option<String>, StoreError> {
+        let row: Option<(String,)> = sqlx::query_as(
+            "SELECT session_id FROM tasks
+             WHERE sandbox_id = ? AND agent = ? AND session_id IS NOT NULL AND id != ?
+               AND (created_at < ? OR (created_at = ? AND id < ?))
+             ORDER BY created_at DESC, id DESC LIMIT 1",
+        )
+        .bind(&task.sandbox_id)
+        .bind(&task.agent)
+        .bind(&task.id)
+        .bind(task.created_at)
+        .bind(task.created_at)
+        .bind(&task.id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| r.0))
     }
 
     pub async fn set_task_exec(&self, id: &str, exec_id: Option<&str>) -> Result<(), StoreError> {

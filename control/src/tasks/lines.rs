@@ -1,7 +1,9 @@
 //! Splitting a byte stream into lines as it arrives.
 
 /// Longest line kept whole; a longer one is cut into pieces of this size.
-const MAX_LINE: usize = 1 << 20;
+/// Agents print a whole file written by a tool on one line, so this is far
+/// above any line a person writes.
+const MAX_LINE: usize = 16 << 20;
 
 #[derive(Debug, Default)]
 pub struct LineBuffer {

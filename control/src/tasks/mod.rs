@@ -41,6 +41,9 @@ pub enum TaskError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// The sandbox's image lacks the agent's CLI.
+    #[error("{0}")]
+    AgentMissing(String),
     #[error("{0}")]
     Failed(String),
     #[error(transparent)]
@@ -63,6 +66,9 @@ pub struct CreateTask {
     pub env: BTreeMap<String, String>,
     /// A command run after the agent (e.g. `pnpm build`); its failure fails the task.
     pub check: Option<String>,
+    /// Continue the agent's previous session in this sandbox.
+    #[serde(rename = "continue", default)]
+    pub resume: bool,
 }
 
 struct Worker {
@@ -75,6 +81,7 @@ pub(crate) struct Inner {
     pub store: Store,
     pub docker: Docker,
     pub hub: Hub,
+    pub agents: agents::InstalledAgents,
     workers: Mutex<HashMap<String, Worker>>,
     default_timeout: Duration,
     max_timeout: Duration,
@@ -101,6 +108,7 @@ impl Tasks {
                 store,
                 docker,
                 hub: Hub::default(),
+                agents: agents::InstalledAgents::default(),
                 workers: Mutex::new(HashMap::new()),
                 default_timeout: default_timeout.min(max_timeout),
                 max_timeout,
@@ -123,20 +131,19 @@ impl Tasks {
             return Err(TaskError::Invalid("prompt must be at most 256 KiB".into()));
         }
         let agent = req.agent.as_deref().unwrap_or("opencode");
-        if agents::by_name(agent).is_none() {
+        let Some(adapter) = agents::by_name(agent) else {
             return Err(TaskError::Invalid(format!(
                 "unknown agent `{agent}`: use one of {}",
                 agents::NAMES.join(", ")
             )));
-        }
-        if req
-            .model
-            .as_ref()
-            .is_some_and(|m| m.trim().is_empty() || m.len() > 200)
-        {
-            return Err(TaskError::Invalid(
-                "model must be 1 to 200 characters".into(),
-            ));
+        };
+        if let Some(model) = &req.model {
+            if model.trim().is_empty() || model.len() > 200 {
+                return Err(TaskError::Invalid(
+                    "model must be 1 to 200 characters".into(),
+                ));
+            }
+            adapter.check_model(model).map_err(TaskError::Invalid)?;
         }
         let timeout = match req.timeout_s {
             None => self.inner.default_timeout,
@@ -158,6 +165,18 @@ impl Tasks {
             other => other,
         };
         let sandbox = self.inner.sandboxes.get(sandbox_id).await?;
+        self.check_agent_installed(&sandbox.image, agent).await?;
+        if req.resume
+            && !self
+                .inner
+                .store
+                .has_task_of_agent(&sandbox.id, agent)
+                .await?
+        {
+            return Err(TaskError::Invalid(format!(
+                "continue: this sandbox has no earlier `{agent}` task to continue"
+            )));
+        }
         if self.inner.store.count_queued_tasks(&sandbox.id).await? >= MAX_QUEUED {
             return Err(TaskError::Conflict(format!(
                 "{MAX_QUEUED} tasks are already queued on this sandbox; wait or cancel some"
@@ -172,12 +191,54 @@ impl Tasks {
             env: req.env,
             check_cmd,
             timeout_s: i64::try_from(timeout.as_secs()).unwrap_or(i64::MAX),
+            resume: req.resume,
         };
         let (task, _) = self.inner.store.insert_task(&new).await?;
         self.inner.hub.open(&task.id);
         tracing::info!(task = %task.id, sandbox = %task.sandbox_id, agent = %task.agent, "task queued");
         self.start_worker_if_idle(&sandbox.id).await?;
         Ok(self.inner.store.task(&task.id).await?)
+    }
+
+    /// Refuses a task for an agent that the sandbox's image says it lacks
+    /// (an image that does not say is given the benefit of the doubt; the
+    /// run then fails with `agent_missing` if the CLI is not there).
+    async fn check_agent_installed(&self, image: &str, agent: &str) -> Result<(), TaskError> {
+        let docker = &self.inner.docker;
+        let facts = match docker.image(image).await {
+            Ok(Some(facts)) => facts,
+            Ok(None) => return Ok(()),
+            Err(e) => {
+                tracing::warn!(image, error = %e, "could not inspect the sandbox's image");
+                return Ok(());
+            }
+        };
+        match self.inner.agents.of(docker, image, &facts.id).await {
+            Ok(Some(installed)) if !installed.iter().any(|a| a.name == agent) => {
+                Err(TaskError::AgentMissing(format!(
+                    "the `{agent}` CLI is not installed in this sandbox's image ({image}); it has: {}",
+                    if installed.is_empty() {
+                        "no agent CLIs".to_string()
+                    } else {
+                        installed
+                            .iter()
+                            .map(|a| a.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    }
+                )))
+            }
+            Ok(_) => Ok(()),
+            Err(e) => {
+                tracing::warn!(image, error = %e, "could not read which agents the image has");
+                Ok(())
+            }
+        }
+    }
+
+    /// Which agent CLIs images have (shared with `/v1/info`).
+    pub fn installed_agents(&self) -> &agents::InstalledAgents {
+        &self.inner.agents
     }
 
     /// Starts a worker on the sandbox's queue unless one is running.

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::events::handle_stdout_line;
 use super::note;
-use crate::agents::{Agent, RunState};
+use crate::agents::{Agent, RunRequest, RunState};
 use crate::docker::ExecRequest;
 use crate::store::TaskRecord;
 use crate::tasks::Tasks;
@@ -28,23 +28,36 @@ pub(super) enum Ending {
     Stopped,
 }
 
-/// Runs the agent to its end. The exec carries the task's id as its marker,
-/// so recovery after a crash finds and kills the agent even if recording
-/// the exec's id failed.
+/// Runs the agent to its end (resuming `resume`, a session of an earlier
+/// task). The exec carries the task's id as its marker, so recovery after a
+/// crash finds and kills the agent even if recording the exec's id failed.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn run(
     tasks: &Tasks,
     task: &TaskRecord,
     agent: &dyn Agent,
+    resume: Option<&str>,
     container: &str,
     cancel: &CancellationToken,
     deadline: Instant,
 ) -> Result<(Ending, RunState), String> {
     let inner = tasks.inner();
-    let mut state = RunState::default();
+    let mut state = RunState {
+        resumed: resume.is_some(),
+        ..RunState::default()
+    };
+    let invocation = agent.invocation(&RunRequest {
+        prompt: &task.prompt,
+        model: task.model.as_deref(),
+        resume,
+    });
+    // The adapter's settings first: the task's env may override them.
+    let mut env = invocation.env;
+    env.extend(super::env_of(task));
     let request = ExecRequest {
-        cmd: agent.command(&task.prompt, task.model.as_deref()),
+        cmd: invocation.argv,
         cwd: Some(APP_DIR.into()),
-        env: super::env_of(task),
+        env,
         stdin: None,
         timeout: Duration::ZERO,
         output_limit: 0,
@@ -55,7 +68,15 @@ pub(super) async fn run(
         .exec_attached(container, &request)
         .await
         .map_err(|e| format!("could not start the agent: {e}"))?;
-    let _ = attached.input.shutdown().await;
+    // The prompt on stdin, then end of input. Writing may block until the
+    // agent reads, so it runs beside the output reader.
+    let mut input = attached.input;
+    let prompt = invocation.stdin;
+    let writer = tokio::spawn(async move {
+        let written = input.write_all(prompt.as_bytes()).await;
+        let _ = input.shutdown().await;
+        written
+    });
     if let Err(e) = inner
         .store
         .set_task_exec(&task.id, Some(&attached.exec_id))
@@ -96,6 +117,7 @@ pub(super) async fn run(
                     for line in out_lines.push(&message) {
                         handle_stdout_line(tasks, &task.id, agent, &line, &mut state).await;
                     }
+                    record_session(tasks, &task.id, &mut state).await;
                 }
                 Some(Ok(LogOutput::StdIn { .. })) => {}
                 Some(Err(e)) => {
@@ -116,6 +138,19 @@ pub(super) async fn run(
     };
     if let Some(line) = out_lines.finish() {
         handle_stdout_line(tasks, &task.id, agent, &line, &mut state).await;
+        record_session(tasks, &task.id, &mut state).await;
+    }
+    match writer.await {
+        Ok(Err(e)) if matches!(ending, Ending::Exited(_)) => {
+            note(
+                tasks,
+                &task.id,
+                format!("could not hand the agent its prompt: {e}"),
+            )
+            .await;
+        }
+        Err(e) => tracing::warn!(task = %task.id, error = %e, "the prompt writer panicked"),
+        Ok(_) => {}
     }
     if let Some(line) = err_lines.finish() {
         tasks
@@ -126,4 +161,26 @@ pub(super) async fn run(
         tracing::warn!(task = %task.id, error = %e, "could not clear the agent's exec id");
     }
     Ok((ending, state))
+}
+
+/// Stores the agent's session facts when they changed.
+async fn record_session(tasks: &Tasks, task_id: &str, state: &mut RunState) {
+    if !state.session_changed {
+        return;
+    }
+    state.session_changed = false;
+    let session = &state.session;
+    if let Err(e) = tasks
+        .inner()
+        .store
+        .set_task_session(
+            task_id,
+            session.id.as_deref(),
+            session.model.as_deref(),
+            session.version.as_deref(),
+        )
+        .await
+    {
+        tracing::warn!(task = %task_id, error = %e, "could not record the agent's session");
+    }
 }

@@ -20,8 +20,10 @@ fn truncate(mut s: String, max: usize) -> String {
     s
 }
 
-async fn emit_agent_event(tasks: &Tasks, task_id: &str, event: AgentEvent) {
-    let (kind, data) = match event {
+/// The event's type and data; a sub-agent's event is its inner event with
+/// `parent_id` added.
+fn event_data(event: AgentEvent) -> (&'static str, serde_json::Value) {
+    match event {
         AgentEvent::Message(text) => ("message", json!({"text": text})),
         AgentEvent::ToolCall { id, name, input } => {
             ("tool_call", json!({"id": id, "name": name, "input": input}))
@@ -34,8 +36,28 @@ async fn emit_agent_event(tasks: &Tasks, task_id: &str, event: AgentEvent) {
             "tool_result",
             json!({"id": id, "output": truncate(output, MAX_TOOL_OUTPUT), "is_error": is_error}),
         ),
-        AgentEvent::Error(message) => ("error", json!({"message": message})),
-    };
+        AgentEvent::Error {
+            message,
+            kind: None,
+        } => ("error", json!({"message": message})),
+        AgentEvent::Error {
+            message,
+            kind: Some(kind),
+        } => ("error", json!({"message": message, "kind": kind})),
+        AgentEvent::Log { subtype, line } => (
+            "log",
+            json!({"stream": "agent", "subtype": subtype, "line": line}),
+        ),
+        AgentEvent::Sub { parent_id, event } => {
+            let (kind, mut data) = event_data(*event);
+            data["parent_id"] = json!(parent_id);
+            (kind, data)
+        }
+    }
+}
+
+async fn emit_agent_event(tasks: &Tasks, task_id: &str, event: AgentEvent) {
+    let (kind, data) = event_data(event);
     tasks.emit(task_id, kind, data).await;
 }
 
@@ -67,7 +89,20 @@ pub(super) async fn handle_stdout_line(
 
 #[cfg(test)]
 mod tests {
-    use super::truncate;
+    use super::{AgentEvent, event_data, truncate};
+
+    #[test]
+    fn a_sub_agents_event_carries_its_parent() {
+        let (kind, data) = event_data(AgentEvent::Sub {
+            parent_id: "toolu_1".into(),
+            event: Box::new(AgentEvent::Message("hi".into())),
+        });
+        assert_eq!(kind, "message");
+        assert_eq!(
+            data,
+            serde_json::json!({"text": "hi", "parent_id": "toolu_1"})
+        );
+    }
 
     #[test]
     fn truncation_never_cuts_a_character() {

@@ -110,8 +110,40 @@ async fn run_phases(
         Err(e) => return Err(format!("could not run in the sandbox: {e}")),
     };
 
+    let resume = if task.resume {
+        match inner.store.previous_session(task).await {
+            Ok(Some(session)) => Some(session),
+            Ok(None) => {
+                return Ok(refused(
+                    tasks,
+                    task,
+                    began,
+                    checkpoint,
+                    "no_session",
+                    format!(
+                        "continue: no earlier `{}` task in this sandbox recorded a session",
+                        task.agent
+                    ),
+                )
+                .await);
+            }
+            Err(e) => return Err(format!("could not look up the session to continue: {e}")),
+        }
+    } else {
+        None
+    };
+
     phase(tasks, &task.id, "agent").await;
-    let (ending, state) = agent::run(tasks, task, agent, &container, cancel, deadline).await?;
+    let (ending, state) = agent::run(
+        tasks,
+        task,
+        agent,
+        resume.as_deref(),
+        &container,
+        cancel,
+        deadline,
+    )
+    .await?;
 
     // `None`: not known (no checkpoint, or the listing failed).
     let files_changed = match &checkpoint {
@@ -182,6 +214,32 @@ async fn run_phases(
         exit_code,
         result,
     })
+}
+
+/// A task that fails before its agent starts.
+async fn refused(
+    tasks: &Tasks,
+    task: &TaskRecord,
+    began: Instant,
+    checkpoint: Option<String>,
+    reason: &str,
+    message: String,
+) -> Outcome {
+    tasks
+        .emit(&task.id, "error", json!({"message": message}))
+        .await;
+    Outcome {
+        status: TaskStatus::Failed,
+        exit_code: None,
+        result: json!({
+            "message": null,
+            "files_changed": [],
+            "checkpoint": checkpoint,
+            "failure_reason": reason,
+            "error": message,
+            "duration_ms": began.elapsed().as_millis() as u64,
+        }),
+    }
 }
 
 async fn phase(tasks: &Tasks, task_id: &str, phase: &str) {

@@ -32,9 +32,10 @@ pub(super) fn judge(
             "agent_missing",
             format!("the `{agent}` CLI is not installed in this sandbox's image"),
         )),
-        (Ending::Exited(_), _) if state.failure.is_some() => {
-            Some(("agent_error", state.failure.clone().unwrap_or_default()))
-        }
+        (Ending::Exited(_), _) if state.failure.is_some() => Some((
+            state.failure_reason.unwrap_or("agent_error"),
+            state.failure.clone().unwrap_or_default(),
+        )),
         (Ending::Exited(_), Some(code)) if code != 0 => {
             Some(("agent_error", format!("the agent exited with code {code}")))
         }
