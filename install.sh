@@ -191,6 +191,10 @@ build_sandbox_image() {
   rm -f "$log"
 }
 
+# Claude Code's pinned wheel, fetched by the host (its TLS trust, a cache in
+# /var/tmp/berth-cache) for the sandbox image build.
+agent-image/fetch-claude.sh || say "could not fetch Claude Code's wheel here: the image build will download it"
+
 online=1
 if [ "${BERTH_OFFLINE:-0}" = 1 ]; then
   online=0

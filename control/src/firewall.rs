@@ -29,6 +29,8 @@ pub enum FirewallError {
     },
     #[error("`{command}` failed: {stderr}")]
     Failed { command: String, stderr: String },
+    #[error("egress rules missing: {0}")]
+    Missing(String),
 }
 
 /// The chains' tag: the random part of the instance's ULID, upper-cased
@@ -85,12 +87,23 @@ impl Firewall {
             .clone()
     }
 
-    /// Installs (or re-installs) the rules for these sandbox bridges.
+    /// Installs (or re-installs) the rules for these sandbox bridges, and
+    /// reads them back: rules another writer lost in a race are installed
+    /// once more before this answers.
     pub async fn apply(&self, bridges: &[String]) -> Result<(), FirewallError> {
         if !self.enabled {
             return Ok(());
         }
-        let result = self.apply_family(Family::V4, bridges).await;
+        let mut result = self.apply_family(Family::V4, bridges).await;
+        if result.is_ok() {
+            if let Err(missing) = self.verify(bridges).await {
+                tracing::warn!(%missing, "egress rules missing right after they were installed: installing them again");
+                result = self.apply_family(Family::V4, bridges).await;
+                if result.is_ok() {
+                    result = self.verify(bridges).await;
+                }
+            }
+        }
         if result.is_ok() {
             // IPv6: best effort (many hosts have no ip6tables or no IPv6).
             if let Err(e) = self.apply_family(Family::V6, bridges).await {
@@ -105,6 +118,54 @@ impl Firewall {
         status.bridges = bridges.to_vec();
         status.error = result.as_ref().err().map(ToString::to_string);
         result
+    }
+
+    /// Whether the IPv4 rules for `bridges` are all in place: one read of
+    /// the filter table. `Err` names what is missing.
+    pub async fn verify(&self, bridges: &[String]) -> Result<(), FirewallError> {
+        if !self.enabled {
+            return Ok(());
+        }
+        let program = Family::V4.program().await;
+        let out = Command::new(&program.iptables)
+            .args(["-w", "-S"])
+            .output()
+            .await
+            .map_err(|source| FirewallError::Spawn {
+                program: program.iptables.clone(),
+                source,
+            })?;
+        let table = String::from_utf8_lossy(&out.stdout);
+        let present: std::collections::HashSet<&str> = table.lines().map(str::trim).collect();
+        let parent = if present.contains("-N DOCKER-USER") {
+            "DOCKER-USER"
+        } else {
+            "FORWARD"
+        };
+        let mut wanted: Vec<String> = self
+            .rules(Family::V4)
+            .lines()
+            .filter(|l| l.starts_with("-A "))
+            .map(String::from)
+            .collect();
+        for bridge in bridges {
+            wanted.push(format!("-A {parent} -i {bridge} -j {}", self.forward_chain));
+            wanted.push(format!("-A INPUT -i {bridge} -j {}", self.input_chain));
+        }
+        let missing: Vec<&String> = wanted
+            .iter()
+            .filter(|rule| !present.contains(rule.as_str()))
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        Err(FirewallError::Missing(
+            missing
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join("; "),
+        ))
     }
 
     async fn apply_family(&self, family: Family, bridges: &[String]) -> Result<(), FirewallError> {
@@ -141,12 +202,13 @@ impl Firewall {
         Ok(())
     }
 
-    /// Both chains, whole, as `iptables-restore` input.
+    /// Both chains, whole, as `iptables-restore` input, each rule spelt as
+    /// `iptables -S` prints it back (see [`Firewall::verify`]).
     fn rules(&self, family: Family) -> String {
         let (fwd, input) = (&self.forward_chain, &self.input_chain);
         let mut out = format!("*filter\n:{fwd} - [0:0]\n:{input} - [0:0]\n");
         out.push_str(&format!(
-            "-A {fwd} -m conntrack --ctstate ESTABLISHED,RELATED -j RETURN\n"
+            "-A {fwd} -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN\n"
         ));
         for net in self
             .deny
@@ -160,7 +222,7 @@ impl Firewall {
         }
         out.push_str(&format!("-A {fwd} -j RETURN\n"));
         out.push_str(&format!(
-            "-A {input} -m conntrack --ctstate ESTABLISHED,RELATED -j RETURN\n"
+            "-A {input} -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN\n"
         ));
         out.push_str(&format!(
             "-A {input} -p tcp -j REJECT --reject-with tcp-reset\n"

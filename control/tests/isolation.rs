@@ -388,6 +388,28 @@ async fn fetches(c: &Control, id: &str, target: &TestHost) -> bool {
     body.as_deref() == Some("ok")
 }
 
+/// The host's filter table with packet counters and its routes, for a
+/// failure message.
+fn firewall_state() -> String {
+    let run = |program: &str, args: &[&str]| {
+        let out = Command::new(program).args(args).output().unwrap();
+        format!(
+            "$ {program} {}\n{}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    [
+        run("iptables", &["-w", "-S"]),
+        run("iptables", &["-w", "-L", "-v", "-n", "-x"]),
+        run("iptables", &["-w", "-t", "nat", "-S"]),
+        run("ip", &["route"]),
+        run("ip", &["-br", "addr"]),
+    ]
+    .join("\n")
+}
+
 fn rules(chain: &str) -> String {
     let out = Command::new("iptables")
         .args(["-w", "-S", chain])
@@ -413,7 +435,15 @@ async fn sandboxes_reach_neither_denied_networks_nor_the_host() {
         .to_string();
 
     assert!(fetches(&lax, &l, &target).await, "{}", lax.log_text());
-    assert!(!fetches(&strict, &s, &target).await);
+    if fetches(&strict, &s, &target).await {
+        panic!(
+            "the strict sandbox reached the test host at {}.\n{}\n--- strict's sandbox ---\n{}\n--- strict's log ---\n{}",
+            target.addr,
+            firewall_state(),
+            strict.sh(&s, "ip addr 2>&1; ip route 2>&1; true").await,
+            strict.log_text()
+        );
+    }
 
     // The installed rules: metadata and private ranges refused, the host
     // guarded, on this instance's bridges; /v1/info says so.

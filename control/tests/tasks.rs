@@ -442,7 +442,7 @@ async fn a_missing_agent_cli_fails_with_a_clear_error() {
     let info = c.get("/v1/info").await.body;
     assert_eq!(
         info["default_image_status"],
-        json!({"present": true, "berth": null, "agents": null}),
+        json!({"present": true, "berth": null, "agents": null, "agent_versions": null}),
         "{info}"
     );
     assert!(

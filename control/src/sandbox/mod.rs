@@ -187,8 +187,18 @@ impl Sandboxes {
             .await?;
         let bridges = vec![open, internal];
         let status = self.inner.firewall.status();
-        if !status.enabled || (!reapply && status.installed && status.bridges == bridges) {
+        if !status.enabled {
             return Ok(());
+        }
+        if !reapply && status.installed && status.bridges == bridges {
+            // Installed once is not enough: another tool may have removed
+            // them since. One read of the table tells.
+            match self.inner.firewall.verify(&bridges).await {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    tracing::warn!(error = %e, "sandbox egress rules were removed: installing them again")
+                }
+            }
         }
         if let Err(e) = self.inner.firewall.apply(&bridges).await {
             tracing::error!(error = %e, "could not install the sandbox firewall");

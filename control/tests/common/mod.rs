@@ -103,6 +103,12 @@ pub fn ensure_sandbox_image() {
             .status()
             .expect("agent-image/build-base.sh");
         assert!(status.success(), "building the Debian base image failed");
+        // The real Claude Code CLI's pinned wheel, downloaded once into
+        // /var/tmp/berth-cache and reused by every run.
+        let status = Command::new(root.join("agent-image/fetch-claude.sh"))
+            .status()
+            .expect("agent-image/fetch-claude.sh");
+        assert!(status.success(), "fetching Claude Code's wheel failed");
         let out = Command::new("docker")
             .args([
                 "build",
@@ -136,13 +142,15 @@ pub fn ensure_agent_image() {
         for agent in ["claude", "opencode"] {
             std::fs::copy(fixtures.join(agent), ctx.join(agent)).unwrap();
         }
-        // Both CLIs are there now: the image's list of missing ones is empty.
+        // Both CLIs are there now: the image lists both, none missing.
         std::fs::write(ctx.join("agents-missing"), "\n").unwrap();
+        std::fs::write(ctx.join("agents"), "claude fake\nopencode fake\n").unwrap();
         std::fs::write(
             ctx.join("Dockerfile"),
             r#"FROM berth-sandbox:test
 COPY claude opencode /usr/local/bin/
 COPY agents-missing /etc/berth-agents-missing
+COPY agents /etc/berth-agents
 "#,
         )
         .unwrap();

@@ -7,13 +7,12 @@ use std::time::{Duration, Instant};
 use bollard::container::LogOutput;
 use futures_util::StreamExt;
 use serde_json::json;
-use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 
 use super::events::handle_stdout_line;
 use super::note;
 use crate::agents::{Agent, RunRequest, RunState};
-use crate::docker::ExecRequest;
+use crate::docker::{ExecRequest, feed_stdin};
 use crate::store::TaskRecord;
 use crate::tasks::Tasks;
 use crate::tasks::checkpoint::APP_DIR;
@@ -58,7 +57,7 @@ pub(super) async fn run(
         cmd: invocation.argv,
         cwd: Some(APP_DIR.into()),
         env,
-        stdin: None,
+        stdin: Some(invocation.stdin.into_bytes()),
         timeout: Duration::ZERO,
         output_limit: 0,
         marker: Some(task.id.clone()),
@@ -68,15 +67,9 @@ pub(super) async fn run(
         .exec_attached(container, &request)
         .await
         .map_err(|e| format!("could not start the agent: {e}"))?;
-    // The prompt on stdin, then end of input. Writing may block until the
-    // agent reads, so it runs beside the output reader.
-    let mut input = attached.input;
-    let prompt = invocation.stdin;
-    let writer = tokio::spawn(async move {
-        let written = input.write_all(prompt.as_bytes()).await;
-        let _ = input.shutdown().await;
-        written
-    });
+    // The prompt on stdin, then end of input, beside the output reader
+    // (writing may wait until the agent reads).
+    let _feeding = feed_stdin(attached.input, request.stdin.clone());
     if let Err(e) = inner
         .store
         .set_task_exec(&task.id, Some(&attached.exec_id))
@@ -139,18 +132,6 @@ pub(super) async fn run(
     if let Some(line) = out_lines.finish() {
         handle_stdout_line(tasks, &task.id, agent, &line, &mut state).await;
         record_session(tasks, &task.id, &mut state).await;
-    }
-    match writer.await {
-        Ok(Err(e)) if matches!(ending, Ending::Exited(_)) => {
-            note(
-                tasks,
-                &task.id,
-                format!("could not hand the agent its prompt: {e}"),
-            )
-            .await;
-        }
-        Err(e) => tracing::warn!(task = %task.id, error = %e, "the prompt writer panicked"),
-        Ok(_) => {}
     }
     if let Some(line) = err_lines.finish() {
         tasks
