@@ -6,10 +6,16 @@
 //!
 //! Two chains per berth instance, named from its id so that installs never
 //! touch each other's: `BERTH-<tag>-FWD`, jumped to from Docker's
-//! `DOCKER-USER` for traffic leaving a sandbox bridge, and `BERTH-<tag>-IN`,
-//! jumped to from `INPUT` for traffic to the host. Each chain is replaced
+//! `DOCKER-USER` and from `FORWARD` itself, ahead of the bridge's own
+//! `ACCEPT`, for traffic leaving a sandbox bridge (Docker deletes and
+//! re-inserts its jump to `DOCKER-USER` on every network create, and a
+//! packet sent meanwhile passed the bridge's `ACCEPT` unfiltered: a sandbox
+//! reached a denied range that way), and `BERTH-<tag>-IN`, jumped to from
+//! `INPUT` ahead of anything that may accept, for traffic to the host. Each chain is replaced
 //! whole in one `iptables-restore` transaction (never empty in between), the
-//! jumps are checked and added when missing, so applying is idempotent and
+//! jumps are checked and added when missing, or added again on top when a
+//! rule that may accept the bridge's traffic came before them, so applying
+//! is idempotent and
 //! runs at start and on every reconciler pass (rules flushed by another
 //! tool come back). `deploy/firewall/berth-firewall.sh remove` removes them.
 
@@ -120,52 +126,59 @@ impl Firewall {
         result
     }
 
-    /// Whether the IPv4 rules for `bridges` are all in place: one read of
-    /// the filter table. `Err` names what is missing.
+    /// Whether the IPv4 rules for `bridges` are all in place, and the jumps
+    /// ahead of every rule that may accept the bridges' traffic: one read of
+    /// the filter table. `Err` names what is missing or misplaced.
     pub async fn verify(&self, bridges: &[String]) -> Result<(), FirewallError> {
         if !self.enabled {
             return Ok(());
         }
         let program = Family::V4.program().await;
-        let out = Command::new(&program.iptables)
-            .args(["-w", "-S"])
-            .output()
-            .await
-            .map_err(|source| FirewallError::Spawn {
-                program: program.iptables.clone(),
-                source,
-            })?;
-        let table = String::from_utf8_lossy(&out.stdout);
+        let table = list_rules(&program.iptables, None).await?;
         let present: std::collections::HashSet<&str> = table.lines().map(str::trim).collect();
-        let parent = if present.contains("-N DOCKER-USER") {
-            "DOCKER-USER"
-        } else {
-            "FORWARD"
-        };
-        let mut wanted: Vec<String> = self
+        let mut wrong: Vec<String> = self
             .rules(Family::V4)
             .lines()
-            .filter(|l| l.starts_with("-A "))
+            .filter(|l| l.starts_with("-A ") && !present.contains(l))
             .map(String::from)
             .collect();
+        let docker_user = present.contains("-N DOCKER-USER");
         for bridge in bridges {
-            wanted.push(format!("-A {parent} -i {bridge} -j {}", self.forward_chain));
-            wanted.push(format!("-A INPUT -i {bridge} -j {}", self.input_chain));
+            for (parent, chain, on_top) in self.jumps(docker_user) {
+                let rule = jump_rule(parent, bridge, chain);
+                match placement(&table, parent, bridge, &rule) {
+                    Placement::OnTop => {}
+                    Placement::Below if !on_top => {}
+                    Placement::Missing => wrong.push(rule),
+                    Placement::Below => {
+                        wrong.push(format!("{rule} (below a rule that may accept)"))
+                    }
+                }
+            }
         }
-        let missing: Vec<&String> = wanted
-            .iter()
-            .filter(|rule| !present.contains(rule.as_str()))
-            .collect();
-        if missing.is_empty() {
+        if wrong.is_empty() {
             return Ok(());
         }
-        Err(FirewallError::Missing(
-            missing
-                .iter()
-                .map(|s| s.as_str())
-                .collect::<Vec<_>>()
-                .join("; "),
-        ))
+        Err(FirewallError::Missing(wrong.join("; ")))
+    }
+
+    /// The parent chains and the chain each jumps to, per sandbox bridge,
+    /// and whether the jump must stand ahead of rules that may accept the
+    /// bridge's traffic. Traffic leaving a sandbox is jumped to from the top
+    /// of `FORWARD` and from Docker's `DOCKER-USER`: Docker keeps its jump
+    /// to `DOCKER-USER` first, but deletes and re-inserts it on every
+    /// network create, and a packet sent in between met the bridge's own
+    /// `ACCEPT` first; the `FORWARD` jump, kept ahead of that `ACCEPT`,
+    /// covers the gap. Traffic to the host is jumped to from `INPUT`.
+    fn jumps(&self, docker_user: bool) -> Vec<(&'static str, &str, bool)> {
+        let mut jumps = vec![
+            ("FORWARD", self.forward_chain.as_str(), true),
+            ("INPUT", self.input_chain.as_str(), true),
+        ];
+        if docker_user {
+            jumps.push(("DOCKER-USER", self.forward_chain.as_str(), false));
+        }
+        jumps
     }
 
     async fn apply_family(&self, family: Family, bridges: &[String]) -> Result<(), FirewallError> {
@@ -178,24 +191,20 @@ impl Firewall {
             "iptables-restore",
         )
         .await?;
-        let docker_user = run_quiet(&program.iptables, &["-w", "-n", "-L", "DOCKER-USER"]).await;
-        let forward_parent = if docker_user {
-            "DOCKER-USER"
-        } else {
-            "FORWARD"
-        };
+        let table = list_rules(&program.iptables, None).await?;
+        let docker_user = table.lines().any(|l| l.trim() == "-N DOCKER-USER");
         for bridge in bridges {
-            for (parent, chain) in [
-                (forward_parent, &self.forward_chain),
-                ("INPUT", &self.input_chain),
-            ] {
-                let rule = ["-i", bridge.as_str(), "-j", chain.as_str()];
-                let mut check = vec!["-w", "-C", parent];
-                check.extend(rule);
-                if !run_quiet(&program.iptables, &check).await {
-                    let mut insert = vec!["-w", "-I", parent, "1"];
-                    insert.extend(rule);
-                    run_plain(&program.iptables, &insert).await?;
+            for (parent, chain, on_top) in self.jumps(docker_user) {
+                let rule = jump_rule(parent, bridge, chain);
+                match placement(&table, parent, bridge, &rule) {
+                    Placement::OnTop => {}
+                    Placement::Below if !on_top => {}
+                    // A copy on top; one left lower down does no harm (the
+                    // packet meets the same chain twice), and deleting it
+                    // first would open a gap.
+                    Placement::Missing | Placement::Below => {
+                        insert_first(&program.iptables, &rule).await?;
+                    }
                 }
             }
         }
@@ -276,6 +285,102 @@ impl Family {
             restore: format!("{base}-restore"),
         }
     }
+}
+
+/// `-A <parent> -i <bridge> -j <chain>`, as `iptables -S` prints it.
+fn jump_rule(parent: &str, bridge: &str, chain: &str) -> String {
+    format!("-A {parent} -i {bridge} -j {chain}")
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Placement {
+    /// No rule before it can accept a packet from the bridge.
+    OnTop,
+    /// A rule that may accept a packet from the bridge comes first.
+    Below,
+    Missing,
+}
+
+/// Whether `line` (a rule of `FORWARD` or `INPUT`) cannot accept a packet
+/// that entered from `bridge` before berth's jump sees it: jumps to berth's
+/// chains (of any install) and to Docker's `DOCKER-USER` and
+/// `DOCKER-ISOLATION-STAGE-1` (which Docker moves to the top on every network
+/// create; they drop or return, or accept only what the host's admin put
+/// there), rules for packets from another interface, and Docker's rules for
+/// packets to another Docker bridge (which Docker inserts on top for every new
+/// network; `DOCKER-USER`, on top of them, filters that traffic).
+fn cannot_accept_from(line: &str, bridge: &str) -> bool {
+    if line.contains(" -j BERTH-")
+        || line.ends_with(" -j DOCKER-USER")
+        || line.ends_with(" -j DOCKER-ISOLATION-STAGE-1")
+    {
+        return true;
+    }
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let value_of = |flag: &str| {
+        words
+            .windows(2)
+            .enumerate()
+            .find(|(i, w)| w[0] == flag && (*i == 0 || words[i - 1] != "!"))
+            .map(|(_, w)| w[1])
+    };
+    if value_of("-i").is_some_and(|i| i != bridge) {
+        return true;
+    }
+    value_of("-o").is_some_and(|o| o != bridge && (o.starts_with("br-") || o == "docker0"))
+}
+
+/// Where `rule` (a jump for packets from `bridge`) stands in `parent`, in
+/// `iptables -S` output.
+fn placement(table: &str, parent: &str, bridge: &str, rule: &str) -> Placement {
+    let prefix = format!("-A {parent} ");
+    for line in table
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with(&prefix))
+    {
+        if line == rule {
+            return Placement::OnTop;
+        }
+        if !cannot_accept_from(line, bridge) {
+            return if table.lines().any(|l| l.trim() == rule) {
+                Placement::Below
+            } else {
+                Placement::Missing
+            };
+        }
+    }
+    Placement::Missing
+}
+
+/// `iptables -S [chain]`.
+async fn list_rules(iptables: &str, chain: Option<&str>) -> Result<String, FirewallError> {
+    let mut args = vec!["-w", "-S"];
+    args.extend(chain);
+    let out = Command::new(iptables)
+        .args(&args)
+        .output()
+        .await
+        .map_err(|source| FirewallError::Spawn {
+            program: iptables.to_string(),
+            source,
+        })?;
+    if !out.status.success() {
+        return Err(FirewallError::Failed {
+            command: format!("{iptables} {}", args.join(" ")),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Inserts `rule` (an `-A <parent> …` line) first in its chain.
+async fn insert_first(iptables: &str, rule: &str) -> Result<(), FirewallError> {
+    let mut words = rule.split_whitespace().skip(1);
+    let parent = words.next().unwrap_or("FORWARD");
+    let mut args = vec!["-w", "-I", parent, "1"];
+    args.extend(words);
+    run_plain(iptables, &args).await
 }
 
 async fn run_quiet(program: &str, args: &[&str]) -> bool {
@@ -363,6 +468,31 @@ mod tests {
             Firewall::new("01kbx2abcdefghjkmnpqrstvwy", vec![], true).forward_chain,
             fw.forward_chain
         );
+    }
+
+    #[test]
+    fn jumps_must_come_before_anything_that_can_accept() {
+        let rule = jump_rule("FORWARD", "br-a", "BERTH-X-FWD");
+        let at = |table: &str| placement(table, "FORWARD", "br-a", &rule);
+        // What Docker puts on top for a network made later, for another
+        // bridge, does not count.
+        let top = "-P FORWARD DROP\n-A FORWARD -j DOCKER-USER\n-A FORWARD -j DOCKER-ISOLATION-STAGE-1\n\
+                   -A FORWARD -o br-new -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n\
+                   -A FORWARD -o br-new -j DOCKER\n-A FORWARD -i br-new ! -o br-new -j ACCEPT\n\
+                   -A FORWARD -i br-b -j BERTH-Y-FWD\n\
+                   -A FORWARD -i br-a -j BERTH-X-FWD\n-A FORWARD -i br-a ! -o br-a -j ACCEPT\n";
+        assert_eq!(at(top), Placement::OnTop);
+        // The bridge's own ACCEPT first, or a rule for every interface.
+        let below = "-A FORWARD -i br-a ! -o br-a -j ACCEPT\n-A FORWARD -i br-a -j BERTH-X-FWD\n";
+        assert_eq!(at(below), Placement::Below);
+        let generic = "-A FORWARD -o eth0 -j ACCEPT\n-A FORWARD -i br-a -j BERTH-X-FWD\n";
+        assert_eq!(at(generic), Placement::Below);
+        let negated = "-A FORWARD ! -i br-z -j ACCEPT\n-A FORWARD -i br-a -j BERTH-X-FWD\n";
+        assert_eq!(at(negated), Placement::Below);
+        assert_eq!(at("-A FORWARD -j DOCKER-USER\n"), Placement::Missing);
+        // Rules of other chains do not count.
+        let other = "-A INPUT -j ACCEPT\n-A FORWARD -i br-a -j BERTH-X-FWD\n";
+        assert_eq!(at(other), Placement::OnTop);
     }
 
     #[test]

@@ -30,6 +30,8 @@ fn script() -> Value {
         {"when": "now make it blue", "reply": [{"type": "text", "text": "NOT RESUMED"}]},
         {"when": "bad request please", "status": 400,
          "error": {"type": "invalid_request_error", "message": "the mock refuses this request"}},
+        {"when": "wrong key please", "status": 401,
+         "error": {"type": "authentication_error", "message": "invalid x-api-key"}},
         {"when": "hang please", "delay_s": 120, "reply": [{"type": "text", "text": "too late"}]},
         {"when": "tool_result", "seen": "build the page", "usage": {"input_tokens": 300, "output_tokens": 15},
          "reply": [{"type": "text", "text": "Built index.html."}]},
@@ -289,6 +291,30 @@ async fn the_real_claude_cli_builds_continues_fails_and_is_cancelled() {
             .contains("ANTHROPIC_API_KEY")
     );
     assert_eq!(of_type(&events, "error").len(), 1, "{events:?}");
+
+    // A key the provider refuses: failed at the CLI's first retry, not
+    // after its ten.
+    let (events, refused_key) = run_task(
+        &c,
+        &id,
+        json!({"prompt": "wrong key please", "agent": "claude", "env": env(true)}),
+    )
+    .await;
+    assert_eq!(
+        refused_key["result"]["failure_reason"], "agent_auth",
+        "{refused_key}"
+    );
+    assert_eq!(of_type(&events, "error").len(), 1, "{events:?}");
+    let tries: u32 = c
+        .sh(
+            &id,
+            "grep -c 'wrong key please' ~/workspace/mock/requests.log; true",
+        )
+        .await
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(tries < 4, "the CLI went on retrying: {tries} requests");
 
     // 6. Cancelled while the API is slow: nothing of the agent is left.
     let task = start_task(

@@ -679,3 +679,60 @@ async fn info_names_the_agent_clis_of_the_default_image() {
         "{info}"
     );
 }
+
+#[tokio::test]
+async fn an_opencode_task_continues_its_session_and_gets_its_prompt_verbatim() {
+    let c = control().await;
+    let id = sandbox(&c).await;
+    let tasks = format!("/v1/sandboxes/{id}/tasks");
+    // Models are checked per agent.
+    let r = c
+        .post(
+            &tasks,
+            json!({"prompt": "x", "agent": "opencode", "model": "sonnet"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{r:?}");
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("provider/model")
+    );
+    let r = c
+        .post(
+            &tasks,
+            json!({"prompt": "x", "agent": "claude", "model": "anthropic/claude"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{r:?}");
+
+    let first = start_task(
+        &c,
+        &id,
+        json!({"prompt": "write app.js", "agent": "opencode"}),
+    )
+    .await;
+    follow(&c, &first).await;
+    let got = c
+        .get(&format!("{tasks}/{}", first["id"].as_str().unwrap()))
+        .await
+        .body;
+    assert_eq!(got["session_id"], "ses_fake01", "{got}");
+
+    // Continued: the same session, and the prompt as written (a leading
+    // dash and a double space reach the agent unchanged, through stdin).
+    let next = start_task(
+        &c,
+        &id,
+        json!({"prompt": "-rf now  make it blue", "agent": "opencode", "continue": true}),
+    )
+    .await;
+    let events = follow(&c, &next).await;
+    let done = &events.last().unwrap().data;
+    assert_eq!(done["status"], "succeeded", "{events:?}");
+    assert_eq!(
+        done["result"]["message"],
+        "Continuing session ses_fake01: -rf now  make it blue"
+    );
+}

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # berth-control installs its sandboxes' egress rules itself, at start and on
 # every reconciler pass (see docs/SECURITY.md): two iptables chains per
-# install, BERTH-<tag>-FWD (jumped to from DOCKER-USER for traffic leaving a
+# install, BERTH-<tag>-FWD (jumped to from DOCKER-USER and FORWARD for traffic leaving a
 # sandbox bridge) and BERTH-<tag>-IN (jumped to from INPUT for traffic to
 # the host), where <tag> is the last 16 characters of the install's instance
 # id (<data dir>/instance-id), upper-cased. This script shows or removes them.

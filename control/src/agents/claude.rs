@@ -143,6 +143,26 @@ fn system(v: &Value, state: &mut RunState) -> Option<Vec<AgentEvent>> {
             state.claude.no_credentials = str_at(v, "apiKeySource") == Some("none");
             Vec::new()
         }
+        "api_retry" if str_at(v, "error") == Some("authentication_failed") && state.abort => {
+            // Reported already; the agent is being stopped.
+            Vec::new()
+        }
+        "api_retry" if str_at(v, "error") == Some("authentication_failed") => {
+            // The CLI retries a refused key ten times over minutes; it will
+            // not start working.
+            let message = format!(
+                "the provider refused Claude Code's credentials ({} authentication_failed): \
+                 check ANTHROPIC_API_KEY (or CLAUDE_CODE_OAUTH_TOKEN) in the sandbox's or the task's env",
+                v.get("error_status").map(text_of).unwrap_or_default()
+            );
+            state.failure = Some(message.clone());
+            state.failure_reason = Some("agent_auth");
+            state.abort = true;
+            vec![AgentEvent::Error {
+                message,
+                kind: Some("authentication_failed".into()),
+            }]
+        }
         "api_retry" => vec![log(format!(
             "API request failed ({} {}); retry {} of {} in {} ms",
             v.get("error_status").map(text_of).unwrap_or_default(),
@@ -494,6 +514,20 @@ mod tests {
             })
             .unwrap();
         assert_eq!(output, "[image: image/png]");
+    }
+
+    #[test]
+    fn a_refused_key_ends_the_run_at_its_first_retry() {
+        let (events, state, _) = parse_fixture(include_str!("fixtures/claude/badkey.jsonl"), false);
+        assert!(state.abort);
+        assert_eq!(state.failure_reason, Some("agent_auth"));
+        let errors: Vec<&AgentEvent> = events
+            .iter()
+            .filter(|e| matches!(e, AgentEvent::Error { .. }))
+            .collect();
+        assert!(
+            matches!(errors.as_slice(), [AgentEvent::Error { message, .. }] if message.contains("ANTHROPIC_API_KEY"))
+        );
     }
 
     #[test]

@@ -119,6 +119,9 @@ pub struct RunState {
     /// The run resumes an earlier session: usage the agent reports for the
     /// whole session includes earlier tasks'.
     pub resumed: bool,
+    /// The run cannot succeed (the provider refused the credentials): the
+    /// runner kills the agent instead of letting it retry.
+    pub abort: bool,
     /// Claude Code's running totals (see `claude.rs`).
     pub(crate) claude: claude::Totals,
 }

@@ -55,4 +55,16 @@ mod tests {
         assert_eq!(b.finish().as_deref(), Some("tail"));
         assert_eq!(b.finish(), None);
     }
+
+    #[test]
+    fn a_whole_file_on_one_line_stays_one_line() {
+        // A tool call that writes a 3 MiB file, as agents print it.
+        let line = format!("{{\"content\":\"{}\"}}", "x".repeat(3 << 20));
+        let mut b = LineBuffer::default();
+        let mut got = Vec::new();
+        for chunk in format!("{line}\n").as_bytes().chunks(64 * 1024) {
+            got.extend(b.push(chunk));
+        }
+        assert_eq!(got, vec![line]);
+    }
 }

@@ -675,10 +675,15 @@ impl Drop for Control {
         }
         let _ = docker(&["network", "rm", &self.network]);
         let _ = docker(&["network", "rm", &format!("{}-internal", self.network)]);
-        // This instance's egress rules (a failed start may have left some).
+        // This instance's egress rules (a failed start may have left some),
+        // by its id: a test may have moved the data directory elsewhere.
         let _ = Command::new(workspace_root().join("deploy/firewall/berth-firewall.sh"))
             .arg("remove")
-            .arg(&self.data_dir)
+            .arg(if self.instance.is_empty() {
+                self.data_dir.as_os_str()
+            } else {
+                std::ffi::OsStr::new(&self.instance)
+            })
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();

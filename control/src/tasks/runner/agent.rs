@@ -111,6 +111,11 @@ pub(super) async fn run(
                         handle_stdout_line(tasks, &task.id, agent, &line, &mut state).await;
                     }
                     record_session(tasks, &task.id, &mut state).await;
+                    if state.abort {
+                        // The adapter saw the run cannot succeed.
+                        inner.docker.kill_exec(&attached.exec_id, &attached.marker).await;
+                        break Ending::Exited(None);
+                    }
                 }
                 Some(Ok(LogOutput::StdIn { .. })) => {}
                 Some(Err(e)) => {

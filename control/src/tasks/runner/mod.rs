@@ -29,20 +29,7 @@ pub(super) async fn run(tasks: &Tasks, task: &TaskRecord, cancel: &CancellationT
     let began = Instant::now();
     let outcome = match run_phases(tasks, task, cancel, began).await {
         Ok(outcome) => outcome,
-        Err(message) => {
-            tasks
-                .emit(&task.id, "error", json!({"message": message}))
-                .await;
-            Outcome {
-                status: TaskStatus::Failed,
-                exit_code: None,
-                result: json!({
-                    "failure_reason": "sandbox_unavailable",
-                    "error": message,
-                    "duration_ms": began.elapsed().as_millis() as u64,
-                }),
-            }
-        }
+        Err(message) => refused(tasks, task, began, None, "sandbox_unavailable", message).await,
     };
     tasks
         .finish(&task.id, outcome.status, outcome.exit_code, outcome.result)
@@ -216,7 +203,8 @@ async fn run_phases(
     })
 }
 
-/// A task that fails before its agent starts.
+/// A task that fails before its agent starts: the error event and the
+/// outcome (`checkpoint` when one was taken).
 async fn refused(
     tasks: &Tasks,
     task: &TaskRecord,
@@ -232,11 +220,9 @@ async fn refused(
         status: TaskStatus::Failed,
         exit_code: None,
         result: json!({
-            "message": null,
-            "files_changed": [],
-            "checkpoint": checkpoint,
             "failure_reason": reason,
             "error": message,
+            "checkpoint": checkpoint,
             "duration_ms": began.elapsed().as_millis() as u64,
         }),
     }
