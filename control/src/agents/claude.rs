@@ -382,8 +382,7 @@ mod tests {
     fn last_result(text: &str) -> Value {
         text.lines()
             .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .filter(|v| v["type"] == "result")
-            .last()
+            .rfind(|v| v["type"] == "result")
             .unwrap()
     }
 
