@@ -131,7 +131,6 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
         docker,
         started: Instant::now(),
         health,
-        agents: tasks.installed_agents().clone(),
     };
     let app = api::router(state, tokens.clone());
     // The bound address (the setting may say port 0).

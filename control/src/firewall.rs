@@ -64,6 +64,9 @@ pub struct Firewall {
     forward_chain: String,
     input_chain: String,
     status: Mutex<FirewallStatus>,
+    /// The IPv4 programs found holding Docker's chains, once found (the
+    /// check before every sandbox start then runs one command, not two).
+    v4: Mutex<Option<Programs>>,
 }
 
 impl Firewall {
@@ -83,6 +86,7 @@ impl Firewall {
             forward_chain,
             input_chain,
             status: Mutex::new(status),
+            v4: Mutex::new(None),
         }
     }
 
@@ -133,7 +137,7 @@ impl Firewall {
         if !self.enabled {
             return Ok(());
         }
-        let program = Family::V4.program().await;
+        let program = self.v4_programs().await;
         let table = list_rules(&program.iptables, None).await?;
         let present: std::collections::HashSet<&str> = table.lines().map(str::trim).collect();
         let mut wrong: Vec<String> = self
@@ -181,8 +185,31 @@ impl Firewall {
         jumps
     }
 
+    /// The IPv4 programs, remembered once Docker's chains were found.
+    async fn v4_programs(&self) -> Programs {
+        let known = self
+            .v4
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        if let Some(known) = known {
+            return known;
+        }
+        let found = Family::V4.program().await;
+        if found.holds_docker {
+            *self
+                .v4
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(found.clone());
+        }
+        found
+    }
+
     async fn apply_family(&self, family: Family, bridges: &[String]) -> Result<(), FirewallError> {
-        let program = family.program().await;
+        let program = match family {
+            Family::V4 => self.v4_programs().await,
+            Family::V6 => family.program().await,
+        };
         let rules = self.rules(family);
         run(
             &program,
@@ -253,9 +280,12 @@ enum Family {
 
 /// The iptables flavour Docker uses: the one whose tables hold Docker's
 /// `DOCKER-USER` chain (nft or legacy), else plain `iptables`.
+#[derive(Debug, Clone)]
 struct Programs {
     iptables: String,
     restore: String,
+    /// Docker's `DOCKER-USER` is in this flavour's tables.
+    holds_docker: bool,
 }
 
 impl Family {
@@ -277,12 +307,14 @@ impl Family {
                 return Programs {
                     restore: format!("{base}{flavour}-restore"),
                     iptables,
+                    holds_docker: true,
                 };
             }
         }
         Programs {
             iptables: base.to_string(),
             restore: format!("{base}-restore"),
+            holds_docker: false,
         }
     }
 }

@@ -56,7 +56,8 @@ pub async fn info(State(state): State<AppState>) -> Json<serde_json::Value> {
         Ok(Some(facts)) => {
             // The agent CLIs in it: `null` when the image does not say.
             let agents = state
-                .agents
+                .tasks
+                .installed_agents()
                 .of(&state.docker, &s.image, &facts.id)
                 .await
                 .unwrap_or_else(|e| {

@@ -39,8 +39,6 @@ pub struct AppState {
     pub started: Instant,
     /// Which background loops are down (restarting after a panic).
     pub health: crate::supervise::Health,
-    /// Which agent CLIs each image has (for `/v1/info`).
-    pub agents: crate::agents::InstalledAgents,
 }
 
 /// The whole API. Routes of the `sandboxed` API are kept as they are; every

@@ -30,7 +30,6 @@ pub(super) enum Ending {
 /// Runs the agent to its end (resuming `resume`, a session of an earlier
 /// task). The exec carries the task's id as its marker, so recovery after a
 /// crash finds and kills the agent even if recording the exec's id failed.
-#[allow(clippy::too_many_arguments)]
 pub(super) async fn run(
     tasks: &Tasks,
     task: &TaskRecord,
