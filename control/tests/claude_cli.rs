@@ -121,11 +121,11 @@ async fn the_real_claude_cli_builds_continues_fails_and_is_cancelled() {
         .unwrap()
         .to_string();
     // An agent the image lacks is refused at once.
-    if !info["default_image_status"]["agents"]
+    let has_opencode = info["default_image_status"]["agents"]
         .as_array()
         .unwrap()
-        .contains(&json!("opencode"))
-    {
+        .contains(&json!("opencode"));
+    if !has_opencode {
         let r = c
             .post(
                 &format!("/v1/sandboxes/{id}/tasks"),
@@ -275,13 +275,11 @@ async fn the_real_claude_cli_builds_continues_fails_and_is_cancelled() {
     assert_eq!(refused["result"]["error"], errors[0]["message"]);
     assert!(of_type(&events, "message").is_empty(), "{events:?}");
 
-    // 5. No key at all.
-    let (events, nokey) = run_task(
-        &c,
-        &id,
-        json!({"prompt": "build it", "agent": "claude", "env": env(false)}),
-    )
-    .await;
+    // 5. No key at all (and no agent named: the image's own is chosen).
+    let (events, nokey) = run_task(&c, &id, json!({"prompt": "build it", "env": env(false)})).await;
+    if !has_opencode {
+        assert_eq!(nokey["agent"], "claude", "{nokey}");
+    }
     assert_eq!(nokey["status"], "failed");
     assert_eq!(nokey["result"]["failure_reason"], "agent_auth", "{nokey}");
     assert!(

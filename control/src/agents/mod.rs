@@ -8,7 +8,7 @@ mod claude;
 mod installed;
 mod opencode;
 
-pub use installed::InstalledAgents;
+pub use installed::{AgentInfo, InstalledAgents};
 
 use std::collections::HashSet;
 

@@ -130,20 +130,8 @@ impl Tasks {
         if prompt.len() > 256 * 1024 {
             return Err(TaskError::Invalid("prompt must be at most 256 KiB".into()));
         }
-        let agent = req.agent.as_deref().unwrap_or("opencode");
-        let Some(adapter) = agents::by_name(agent) else {
-            return Err(TaskError::Invalid(format!(
-                "unknown agent `{agent}`: use one of {}",
-                agents::NAMES.join(", ")
-            )));
-        };
-        if let Some(model) = &req.model {
-            if model.trim().is_empty() || model.len() > 200 {
-                return Err(TaskError::Invalid(
-                    "model must be 1 to 200 characters".into(),
-                ));
-            }
-            adapter.check_model(model).map_err(TaskError::Invalid)?;
+        if let Some(agent) = req.agent.as_deref() {
+            self.check_agent_and_model(agent, req.model.as_deref())?;
         }
         let timeout = match req.timeout_s {
             None => self.inner.default_timeout,
@@ -165,7 +153,43 @@ impl Tasks {
             other => other,
         };
         let sandbox = self.inner.sandboxes.get(sandbox_id).await?;
-        self.check_agent_installed(&sandbox.image, agent).await?;
+        let installed = self.installed_in(&sandbox.image).await;
+        // Without a choice: OpenCode where the image has it (or does not
+        // say), else Claude Code, which berth's image always has.
+        let agent = match req.agent.as_deref() {
+            Some(agent) => agent,
+            None => {
+                let has = |name: &str| {
+                    installed
+                        .as_ref()
+                        .is_none_or(|list| list.iter().any(|a| a.name == name))
+                };
+                let agent = if has("opencode") || !has("claude") {
+                    "opencode"
+                } else {
+                    "claude"
+                };
+                self.check_agent_and_model(agent, req.model.as_deref())?;
+                agent
+            }
+        };
+        if let Some(list) = installed
+            .as_ref()
+            .filter(|l| !l.iter().any(|a| a.name == agent))
+        {
+            return Err(TaskError::AgentMissing(format!(
+                "the `{agent}` CLI is not installed in this sandbox's image ({}); it has: {}",
+                sandbox.image,
+                if list.is_empty() {
+                    "no agent CLIs".to_string()
+                } else {
+                    list.iter()
+                        .map(|a| a.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                }
+            )));
+        }
         if req.resume
             && !self
                 .inner
@@ -200,40 +224,46 @@ impl Tasks {
         Ok(self.inner.store.task(&task.id).await?)
     }
 
-    /// Refuses a task for an agent that the sandbox's image says it lacks
-    /// (an image that does not say is given the benefit of the doubt; the
-    /// run then fails with `agent_missing` if the CLI is not there).
-    async fn check_agent_installed(&self, image: &str, agent: &str) -> Result<(), TaskError> {
+    /// An agent name berth knows, and a model that agent takes.
+    fn check_agent_and_model(&self, agent: &str, model: Option<&str>) -> Result<(), TaskError> {
+        let Some(adapter) = agents::by_name(agent) else {
+            return Err(TaskError::Invalid(format!(
+                "unknown agent `{agent}`: use one of {}",
+                agents::NAMES.join(", ")
+            )));
+        };
+        if let Some(model) = model {
+            if model.trim().is_empty() || model.len() > 200 {
+                return Err(TaskError::Invalid(
+                    "model must be 1 to 200 characters".into(),
+                ));
+            }
+            adapter.check_model(model).map_err(TaskError::Invalid)?;
+        }
+        Ok(())
+    }
+
+    /// The agent CLIs `image` says it has; `None` when it does not say or
+    /// cannot be asked (the run then fails with `agent_missing` if the CLI
+    /// is not there).
+    async fn installed_in(&self, image: &str) -> Option<Vec<agents::AgentInfo>> {
         let docker = &self.inner.docker;
         let facts = match docker.image(image).await {
             Ok(Some(facts)) => facts,
-            Ok(None) => return Ok(()),
+            Ok(None) => return None,
             Err(e) => {
                 tracing::warn!(image, error = %e, "could not inspect the sandbox's image");
-                return Ok(());
+                return None;
             }
         };
-        match self.inner.agents.of(docker, image, &facts.id).await {
-            Ok(Some(installed)) if !installed.iter().any(|a| a.name == agent) => {
-                Err(TaskError::AgentMissing(format!(
-                    "the `{agent}` CLI is not installed in this sandbox's image ({image}); it has: {}",
-                    if installed.is_empty() {
-                        "no agent CLIs".to_string()
-                    } else {
-                        installed
-                            .iter()
-                            .map(|a| a.name.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    }
-                )))
-            }
-            Ok(_) => Ok(()),
-            Err(e) => {
+        self.inner
+            .agents
+            .of(docker, image, &facts.id)
+            .await
+            .unwrap_or_else(|e| {
                 tracing::warn!(image, error = %e, "could not read which agents the image has");
-                Ok(())
-            }
-        }
+                None
+            })
     }
 
     /// Which agent CLIs images have (shared with `/v1/info`).
