@@ -324,13 +324,25 @@ fn result(v: &Value, state: &mut RunState) -> Vec<AgentEvent> {
         state.usage = usage;
     }
 
+    // Tool calls the CLI refused (none with permissions skipped; kept in
+    // view should a setting deny some).
+    let mut events: Vec<AgentEvent> = v
+        .get("permission_denials")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|denial| AgentEvent::Log {
+            subtype: "permission_denied".into(),
+            line: denial.to_string(),
+        })
+        .collect();
     let is_error = v.get("is_error").and_then(Value::as_bool).unwrap_or(false);
     let subtype = str_at(v, "subtype").unwrap_or("success");
     if !is_error && !subtype.starts_with("error") {
         if let Some(text) = str_at(v, "result").filter(|t| !t.trim().is_empty()) {
             state.final_text = Some(text.to_string());
         }
-        return Vec::new();
+        return events;
     }
     let errors: Vec<String> = v
         .get("errors")
@@ -347,16 +359,17 @@ fn result(v: &Value, state: &mut RunState) -> Vec<AgentEvent> {
     };
     if state.failure.is_some() && v.get("errors").is_none() {
         // Already reported, by the synthetic message this result repeats.
-        return Vec::new();
+        return events;
     }
     if state.claude.no_credentials {
         state.failure_reason = Some("agent_auth");
     }
     state.failure = Some(message.clone());
-    vec![AgentEvent::Error {
+    events.push(AgentEvent::Error {
         message,
         kind: Some(subtype.to_string()),
-    }]
+    });
+    events
 }
 
 #[cfg(test)]
@@ -527,6 +540,23 @@ mod tests {
         assert!(
             matches!(errors.as_slice(), [AgentEvent::Error { message, .. }] if message.contains("ANTHROPIC_API_KEY"))
         );
+    }
+
+    #[test]
+    fn refused_tool_calls_are_logged() {
+        // The real result line, with a denial as the CLI lists them when a
+        // setting refuses a tool.
+        let mut result = last_result(include_str!("fixtures/claude/write.jsonl"));
+        result["permission_denials"] =
+            serde_json::json!([{"tool_name": "Bash", "tool_use_id": "toolu_9", "tool_input": {}}]);
+        let mut state = RunState::default();
+        let events = Claude.parse_line(&result.to_string(), &mut state).unwrap();
+        assert!(
+            matches!(events.as_slice(), [AgentEvent::Log { subtype, line }]
+                if subtype == "permission_denied" && line.contains("toolu_9")),
+            "{events:?}"
+        );
+        assert!(state.failure.is_none());
     }
 
     #[test]
