@@ -108,6 +108,12 @@ if [ "$images" = 1 ]; then
       "${DOCKER[@]}" rmi "$image" >/dev/null 2>&1 && echo "removed $image" || echo "could not remove $image (in use?)"
     fi
   done
+  # The Claude Code wheel agent-image/fetch-claude.sh downloaded for them
+  # is a download cache, shared with other checkouts: left, and named.
+  cache="${BERTH_CACHE_DIR:-/var/tmp/berth-cache}"
+  if ls "$cache"/claude_agent_sdk-*.whl >/dev/null 2>&1; then
+    echo "left the download cache $cache (Claude Code's wheel): rm -rf $cache to remove it"
+  fi
 fi
 
 if [ "$data" = 1 ]; then
