@@ -146,24 +146,34 @@ impl Firewall {
             .filter(|l| l.starts_with("-A ") && !present.contains(l))
             .map(String::from)
             .collect();
-        let docker_user = present.contains("-N DOCKER-USER");
-        for bridge in bridges {
-            for (parent, chain, on_top) in self.jumps(docker_user) {
-                let rule = jump_rule(parent, bridge, chain);
-                match placement(&table, parent, bridge, &rule) {
-                    Placement::OnTop => {}
-                    Placement::Below if !on_top => {}
-                    Placement::Missing => wrong.push(rule),
-                    Placement::Below => {
-                        wrong.push(format!("{rule} (below a rule that may accept)"))
-                    }
-                }
-            }
+        for (rule, placement) in self.jumps_to_fix(&table, bridges) {
+            wrong.push(match placement {
+                Placement::Below => format!("{rule} (below a rule that may accept)"),
+                _ => rule,
+            });
         }
         if wrong.is_empty() {
             return Ok(());
         }
         Err(FirewallError::Missing(wrong.join("; ")))
+    }
+
+    /// The jumps for `bridges` that `table` (`iptables -S`) lacks, or has
+    /// below a rule that may accept the bridge's traffic where that matters.
+    fn jumps_to_fix(&self, table: &str, bridges: &[String]) -> Vec<(String, Placement)> {
+        let docker_user = table.lines().any(|l| l.trim() == "-N DOCKER-USER");
+        let mut fix = Vec::new();
+        for bridge in bridges {
+            for (parent, chain, on_top) in self.jumps(docker_user) {
+                let rule = jump_rule(parent, bridge, chain);
+                match placement(table, parent, bridge, &rule) {
+                    Placement::OnTop => {}
+                    Placement::Below if !on_top => {}
+                    other => fix.push((rule, other)),
+                }
+            }
+        }
+        fix
     }
 
     /// The parent chains and the chain each jumps to, per sandbox bridge,
@@ -219,21 +229,10 @@ impl Firewall {
         )
         .await?;
         let table = list_rules(&program.iptables, None).await?;
-        let docker_user = table.lines().any(|l| l.trim() == "-N DOCKER-USER");
-        for bridge in bridges {
-            for (parent, chain, on_top) in self.jumps(docker_user) {
-                let rule = jump_rule(parent, bridge, chain);
-                match placement(&table, parent, bridge, &rule) {
-                    Placement::OnTop => {}
-                    Placement::Below if !on_top => {}
-                    // A copy on top; one left lower down does no harm (the
-                    // packet meets the same chain twice), and deleting it
-                    // first would open a gap.
-                    Placement::Missing | Placement::Below => {
-                        insert_first(&program.iptables, &rule).await?;
-                    }
-                }
-            }
+        // A copy on top; one left lower down does no harm (the packet meets
+        // the same chain twice), and deleting it first would open a gap.
+        for (rule, _) in self.jumps_to_fix(&table, bridges) {
+            insert_first(&program.iptables, &rule).await?;
         }
         Ok(())
     }
