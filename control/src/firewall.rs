@@ -138,7 +138,7 @@ impl Firewall {
             return Ok(());
         }
         let program = self.v4_programs().await;
-        let table = list_rules(&program.iptables, None).await?;
+        let table = list_rules(&program.iptables).await?;
         let present: std::collections::HashSet<&str> = table.lines().map(str::trim).collect();
         let mut wrong: Vec<String> = self
             .rules(Family::V4)
@@ -228,7 +228,7 @@ impl Firewall {
             "iptables-restore",
         )
         .await?;
-        let table = list_rules(&program.iptables, None).await?;
+        let table = list_rules(&program.iptables).await?;
         // A copy on top; one left lower down does no harm (the packet meets
         // the same chain twice), and deleting it first would open a gap.
         for (rule, _) in self.jumps_to_fix(&table, bridges) {
@@ -384,25 +384,9 @@ fn placement(table: &str, parent: &str, bridge: &str, rule: &str) -> Placement {
     Placement::Missing
 }
 
-/// `iptables -S [chain]`.
-async fn list_rules(iptables: &str, chain: Option<&str>) -> Result<String, FirewallError> {
-    let mut args = vec!["-w", "-S"];
-    args.extend(chain);
-    let out = Command::new(iptables)
-        .args(&args)
-        .output()
-        .await
-        .map_err(|source| FirewallError::Spawn {
-            program: iptables.to_string(),
-            source,
-        })?;
-    if !out.status.success() {
-        return Err(FirewallError::Failed {
-            command: format!("{iptables} {}", args.join(" ")),
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        });
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+/// The filter table as `iptables -S` prints it.
+async fn list_rules(iptables: &str) -> Result<String, FirewallError> {
+    run_plain(iptables, &["-w", "-S"]).await
 }
 
 /// Inserts `rule` (an `-A <parent> …` line) first in its chain.
@@ -411,7 +395,7 @@ async fn insert_first(iptables: &str, rule: &str) -> Result<(), FirewallError> {
     let parent = words.next().unwrap_or("FORWARD");
     let mut args = vec!["-w", "-I", parent, "1"];
     args.extend(words);
-    run_plain(iptables, &args).await
+    run_plain(iptables, &args).await.map(drop)
 }
 
 async fn run_quiet(program: &str, args: &[&str]) -> bool {
@@ -424,7 +408,8 @@ async fn run_quiet(program: &str, args: &[&str]) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-async fn run_plain(program: &str, args: &[&str]) -> Result<(), FirewallError> {
+/// Runs `program`; its stdout, or its stderr as the error.
+async fn run_plain(program: &str, args: &[&str]) -> Result<String, FirewallError> {
     let out = Command::new(program)
         .args(args)
         .output()
@@ -434,7 +419,7 @@ async fn run_plain(program: &str, args: &[&str]) -> Result<(), FirewallError> {
             source,
         })?;
     if out.status.success() {
-        return Ok(());
+        return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
     }
     Err(FirewallError::Failed {
         command: format!("{program} {}", args.join(" ")),
