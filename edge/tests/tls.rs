@@ -49,10 +49,23 @@ fn spawn(dir: &Path, name: &str, cmd: &mut Command) -> Proc {
     )
 }
 
-fn wait_port(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(20);
+/// Waits until `port` accepts, failing at once (with the program's log) if
+/// the program that should listen there has exited.
+fn wait_port(port: u16, proc: &mut Proc, dir: &Path, name: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on {port}");
+        let log = || std::fs::read_to_string(dir.join(format!("{name}.log"))).unwrap_or_default();
+        if let Ok(Some(status)) = proc.0.try_wait() {
+            panic!(
+                "{name} exited ({status}) before listening on {port}:\n{}",
+                log()
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nothing listens on {port} ({name}):\n{}",
+            log()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -124,9 +137,10 @@ impl Pebble {
                 .env("PEBBLE_WFE_NONCEREJECT", "0")
                 .env("PEBBLE_AUTHZREUSE", "0"),
         );
-        wait_port(acme);
-        wait_port(mgmt);
-        wait_port(dns_mgmt);
+        let (mut challtestsrv, mut pebble) = (challtestsrv, pebble);
+        wait_port(acme, &mut pebble, dir, "pebble");
+        wait_port(mgmt, &mut pebble, dir, "pebble");
+        wait_port(dns_mgmt, &mut challtestsrv, dir, "challtestsrv");
         Pebble {
             dir: dir.to_path_buf(),
             directory: format!("https://localhost:{acme}/dir"),

@@ -245,12 +245,28 @@ fn listening_port(log: &str) -> Option<u16> {
     digits.parse().ok()
 }
 
+/// A port for a program that must be told where to listen (the edge,
+/// Pebble). Handed out below the kernel's ephemeral range
+/// (`ip_local_port_range`, 32768 and up by default), so no outgoing
+/// connection and no `bind(0)` elsewhere can take it between this check and
+/// the program's own bind; each test process starts at its own offset and
+/// never hands out a port twice.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let base = std::process::id().wrapping_mul(211) % SPAN;
+    for _ in 0..SPAN {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (LOW + (base + n) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok()
+        {
+            return port;
+        }
+    }
+    panic!("no free port in {LOW}..{}", LOW + SPAN)
 }
 
 fn unique(prefix: &str) -> String {
