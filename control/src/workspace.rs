@@ -17,7 +17,6 @@ use std::path::{Component, Path, PathBuf};
 
 use cap_std::ambient_authority;
 use cap_std::fs::{Dir, OpenOptions, OpenOptionsExt};
-use serde::Serialize;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FilesError {
@@ -48,14 +47,7 @@ mod libc_codes {
     pub const EDQUOT: i32 = 122;
 }
 
-/// One entry of a directory listing.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct DirEntry {
-    pub name: String,
-    #[serde(rename = "type")]
-    pub kind: &'static str,
-    pub size: u64,
-}
+pub use berth_api::files::DirEntry;
 
 /// What a path in the workspace holds.
 #[derive(Debug)]
@@ -403,7 +395,7 @@ fn list(dir: &Dir, shown: &str) -> Result<Entry, FilesError> {
         };
         entries.push(DirEntry {
             name,
-            kind: kind_of(file_type),
+            kind: kind_of(file_type).to_string(),
             size,
         });
     }

@@ -12,9 +12,18 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::extract::JsonBody;
+use super::openapi::SandboxPath;
 use super::{ApiError, AppState};
 use crate::store::now_ms;
 
+#[utoipa::path(
+    get,
+    path = "/v1/edge/bootstrap",
+    operation_id = "edge_bootstrap",
+    tag = "edge",
+    summary = "The instance id and preview key",
+    responses((status = 200, body = serde_json::Value), super::openapi::ListErrors)
+)]
 pub async fn bootstrap(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let key = state
         .store
@@ -30,6 +39,15 @@ pub async fn bootstrap(State(state): State<AppState>) -> Result<Json<Value>, Api
 
 /// What the edge needs to route a sandbox: its ports, whether previews need
 /// a token, and the preview generation tokens must name.
+#[utoipa::path(
+    get,
+    path = "/v1/edge/sandboxes/{id}",
+    operation_id = "edge_sandbox",
+    tag = "edge",
+    summary = "A sandbox's routing facts",
+    params(SandboxPath),
+    responses((status = 200, body = serde_json::Value), super::openapi::ReadErrors)
+)]
 pub async fn sandbox(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -45,6 +63,15 @@ pub async fn sandbox(
 
 /// Wakes a sandbox for a preview request. The edge gets the routing facts,
 /// never the record (env names, metadata).
+#[utoipa::path(
+    post,
+    path = "/v1/edge/sandboxes/{id}/wake",
+    operation_id = "edge_wake",
+    tag = "edge",
+    summary = "Wake a sandbox for a preview request",
+    params(SandboxPath),
+    responses((status = 200, body = serde_json::Value), super::openapi::StartErrors)
+)]
 pub async fn wake(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -68,6 +95,15 @@ pub struct ActivityReport {
 
 /// Preview traffic seen by the edge: it keeps sandboxes from being reaped.
 /// Unknown ids are ignored; times in the future count as now.
+#[utoipa::path(
+    post,
+    path = "",
+    operation_id = "edge_activity",
+    tag = "edge",
+    summary = "Preview traffic the edge saw: keeps sandboxes from being reaped",
+    request_body(content = serde_json::Value, content_type = "application/json", description = "`{\"sandboxes\": {\"<id>\": <unix ms>}}`"),
+    responses((status = 204, description = "Recorded"), super::openapi::ActivityErrors)
+)]
 pub async fn activity(
     State(state): State<AppState>,
     JsonBody(report): JsonBody<ActivityReport>,

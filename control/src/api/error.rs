@@ -4,7 +4,7 @@
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use berth_api::{ErrorBody, ErrorCode, ErrorDetail};
 
 use crate::auth::AuthError;
 use crate::docker::DockerError;
@@ -15,16 +15,14 @@ use crate::workspace::FilesError;
 
 #[derive(Debug)]
 pub struct ApiError {
-    pub status: StatusCode,
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
     pub retry_after: Option<u64>,
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
-            status,
             code,
             message: message.into(),
             retry_after: None,
@@ -32,11 +30,11 @@ impl ApiError {
     }
 
     pub fn invalid(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+        Self::new(ErrorCode::InvalidRequest, message)
     }
 
     pub fn not_found(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+        Self::new(ErrorCode::NotFound, message)
     }
 
     /// A failure that is berth's, not the client's: the cause goes to the
@@ -45,8 +43,7 @@ impl ApiError {
         let id = ulid::Ulid::generate().to_string().to_ascii_lowercase();
         tracing::error!(error_id = %id, error = %cause, "internal error");
         Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
+            ErrorCode::Internal,
             format!("internal error {id}; the control plane's log has the details"),
         )
     }
@@ -56,8 +53,7 @@ impl ApiError {
     pub fn insufficient_storage(cause: &dyn std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "the data directory's disk is full");
         Self::new(
-            StatusCode::INSUFFICIENT_STORAGE,
-            "insufficient_storage",
+            ErrorCode::InsufficientStorage,
             "the disk holding berth's data is full; nothing was changed. Free space and retry",
         )
     }
@@ -71,27 +67,28 @@ impl ApiError {
         }
     }
 
-    fn retryable(&self) -> bool {
-        self.status == StatusCode::SERVICE_UNAVAILABLE
-            || self.status == StatusCode::TOO_MANY_REQUESTS
-            || self.status == StatusCode::INSUFFICIENT_STORAGE
+    pub fn status(&self) -> StatusCode {
+        StatusCode::from_u16(self.code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({"error": {
-            "code": self.code,
-            "message": self.message,
-            "retryable": self.retryable(),
-        }});
-        let mut response = (self.status, Json(body)).into_response();
+        let status = self.status();
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code,
+                retryable: self.code.retryable(),
+                message: self.message,
+            },
+        };
+        let mut response = (status, Json(body)).into_response();
         if let Some(secs) = self.retry_after {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
-        if self.status == StatusCode::UNAUTHORIZED {
+        if status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
@@ -103,11 +100,9 @@ impl IntoResponse for ApiError {
 impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> Self {
         match e {
-            AuthError::Forbidden { .. } => {
-                Self::new(StatusCode::FORBIDDEN, "forbidden", e.to_string())
-            }
+            AuthError::Forbidden { .. } => Self::new(ErrorCode::Forbidden, e.to_string()),
             AuthError::Missing | AuthError::Invalid => {
-                Self::new(StatusCode::UNAUTHORIZED, "unauthorized", e.to_string())
+                Self::new(ErrorCode::Unauthorized, e.to_string())
             }
         }
     }
@@ -117,12 +112,10 @@ impl From<FilesError> for ApiError {
     fn from(e: FilesError) -> Self {
         match e {
             FilesError::InvalidPath { .. } | FilesError::IsDirectory(_) => {
-                Self::new(StatusCode::BAD_REQUEST, "invalid_path", e.to_string())
+                Self::new(ErrorCode::InvalidPath, e.to_string())
             }
             FilesError::NotFound(_) => Self::not_found(e.to_string()),
-            FilesError::TooLarge { .. } => {
-                Self::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", e.to_string())
-            }
+            FilesError::TooLarge { .. } => Self::new(ErrorCode::TooLarge, e.to_string()),
             FilesError::Io(io) if crate::workspace::is_disk_full(&io) => {
                 Self::insufficient_storage(&io)
             }
@@ -135,21 +128,15 @@ impl From<DockerError> for ApiError {
     fn from(e: DockerError) -> Self {
         match e {
             DockerError::Unavailable(_) => {
-                let mut err = Self::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "docker_unavailable",
-                    e.to_string(),
-                );
+                let mut err = Self::new(ErrorCode::DockerUnavailable, e.to_string());
                 err.retry_after = Some(5);
                 err
             }
-            DockerError::ImageMissing(_) => {
-                Self::new(StatusCode::BAD_REQUEST, "image_not_found", e.to_string())
-            }
-            DockerError::NameTaken(_) => Self::new(StatusCode::CONFLICT, "conflict", e.to_string()),
+            DockerError::ImageMissing(_) => Self::new(ErrorCode::ImageNotFound, e.to_string()),
+            DockerError::NameTaken(_) => Self::new(ErrorCode::Conflict, e.to_string()),
             DockerError::Api { .. } | DockerError::Other(_) => {
                 tracing::warn!(error = %e, "Docker refused an operation");
-                Self::new(StatusCode::BAD_GATEWAY, "docker_error", e.to_string())
+                Self::new(ErrorCode::DockerError, e.to_string())
             }
             DockerError::NetworkNotIsolated(_) => Self::internal(&e),
         }
@@ -160,33 +147,19 @@ impl From<SandboxError> for ApiError {
     fn from(e: SandboxError) -> Self {
         match e {
             SandboxError::Invalid(m) => Self::invalid(m),
-            SandboxError::InvalidImage(..) => {
-                Self::new(StatusCode::BAD_REQUEST, "invalid_image", e.to_string())
-            }
+            SandboxError::InvalidImage(..) => Self::new(ErrorCode::InvalidImage, e.to_string()),
             SandboxError::NotFound(_) => Self::not_found(e.to_string()),
-            SandboxError::Exists(_) => Self::new(StatusCode::CONFLICT, "conflict", e.to_string()),
-            SandboxError::ImageMissing(_) => {
-                Self::new(StatusCode::BAD_REQUEST, "image_not_found", e.to_string())
-            }
+            SandboxError::Exists(_) => Self::new(ErrorCode::Conflict, e.to_string()),
+            SandboxError::ImageMissing(_) => Self::new(ErrorCode::ImageNotFound, e.to_string()),
             SandboxError::Capacity { .. } => {
-                let mut err = Self::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "sandbox_capacity",
-                    e.to_string(),
-                );
+                let mut err = Self::new(ErrorCode::SandboxCapacity, e.to_string());
                 err.retry_after = Some(30);
                 err
             }
-            SandboxError::RuntimeMissing(..) => Self::new(
-                StatusCode::BAD_REQUEST,
-                "runtime_unavailable",
-                e.to_string(),
-            ),
-            SandboxError::Firewall(_) => Self::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "firewall_unavailable",
-                e.to_string(),
-            ),
+            SandboxError::RuntimeMissing(..) => {
+                Self::new(ErrorCode::RuntimeUnavailable, e.to_string())
+            }
+            SandboxError::Firewall(_) => Self::new(ErrorCode::FirewallUnavailable, e.to_string()),
             SandboxError::Docker(d) => d.into(),
             SandboxError::Files(f) => f.into(),
             SandboxError::Store(s) => Self::store(&s),
@@ -199,9 +172,9 @@ impl From<TaskError> for ApiError {
         match e {
             TaskError::Invalid(m) => Self::invalid(m),
             TaskError::NotFound(_) => Self::not_found(e.to_string()),
-            TaskError::Conflict(m) => Self::new(StatusCode::CONFLICT, "conflict", m),
-            TaskError::AgentMissing(m) => Self::new(StatusCode::BAD_REQUEST, "agent_missing", m),
-            TaskError::Failed(m) => Self::new(StatusCode::BAD_GATEWAY, "exec_failed", m),
+            TaskError::Conflict(m) => Self::new(ErrorCode::Conflict, m),
+            TaskError::AgentMissing(m) => Self::new(ErrorCode::AgentMissing, m),
+            TaskError::Failed(m) => Self::new(ErrorCode::ExecFailed, m),
             TaskError::Sandbox(s) => s.into(),
             TaskError::Docker(d) => d.into(),
             TaskError::Store(s) => Self::store(&s),

@@ -9,25 +9,25 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::Stream;
-use serde::Serialize;
 use serde_json::json;
 
 use super::extract::JsonBody;
+use super::openapi::SandboxPath;
 use super::{ApiError, AppState};
 use crate::sandbox::{ExecBody, ExecEvent};
 
-#[derive(Debug, Serialize)]
-pub struct ExecResponse {
-    /// `null` when the command was killed at its timeout.
-    pub exit_code: Option<i64>,
-    pub stdout: String,
-    pub stderr: String,
-    pub duration_ms: u128,
-    pub timed_out: bool,
-    /// Output beyond BERTH_EXEC_OUTPUT_LIMIT was dropped.
-    pub truncated: bool,
-}
+pub use berth_api::ExecResponse;
 
+#[utoipa::path(
+    post,
+    path = "/exec",
+    operation_id = "exec",
+    tag = "exec",
+    summary = "Run a command; answer its output when it ends",
+    params(SandboxPath),
+    request_body(content = berth_api::ExecBody, content_type = "application/json"),
+    responses((status = 200, body = ExecResponse), super::openapi::ExecErrors)
+)]
 pub async fn exec(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -38,7 +38,7 @@ pub async fn exec(
         exit_code: out.exit_code,
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        duration_ms: out.duration.as_millis(),
+        duration_ms: u64::try_from(out.duration.as_millis()).unwrap_or(u64::MAX),
         timed_out: out.timed_out,
         truncated: out.truncated,
     }))
@@ -48,6 +48,16 @@ pub async fn exec(
 /// lines), then `exit` (`{"exit_code","timed_out","duration_ms"}`) or
 /// `error` (`{"message"}`), after which the stream ends. Closing the stream
 /// kills the command. Nothing is kept: there is no replay.
+#[utoipa::path(
+    post,
+    path = "/exec/stream",
+    operation_id = "exec_stream",
+    tag = "exec",
+    summary = "Run a command; stream its output as Server-Sent Events",
+    params(SandboxPath),
+    request_body(content = berth_api::ExecBody, content_type = "application/json"),
+    responses((status = 200, content_type = "text/event-stream", body = String, description = "Events `stdout` and `stderr` (data: ExecOutputEvent), then `exit` (ExecExitEvent) or `error` (ExecErrorEvent), after which the stream ends. Closing the stream kills the command."), super::openapi::ExecErrors)
+)]
 pub async fn stream(
     State(state): State<AppState>,
     Path(id): Path<String>,

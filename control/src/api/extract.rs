@@ -25,8 +25,7 @@ where
         let bytes = Bytes::from_request(req, state).await.map_err(|e| {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "too_large",
+                    berth_api::ErrorCode::TooLarge,
                     "the request body is too large",
                 )
             } else {

@@ -9,21 +9,22 @@ use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
-use serde::Deserialize;
-use serde_json::json;
+use berth_api::files::{FileRead, PathQuery, WriteBody, Written};
 
 use super::extract::{JsonBody, QueryParams};
+use super::openapi::SandboxPath;
 use super::{ApiError, AppState};
 use crate::workspace::Entry;
 
-#[derive(Debug, Deserialize)]
-pub struct PathQuery {
-    #[serde(default)]
-    path: String,
-    #[serde(default)]
-    raw: bool,
-}
-
+#[utoipa::path(
+    get,
+    path = "/files",
+    operation_id = "read_file",
+    tag = "files",
+    summary = "Read a file or list a directory of the workspace",
+    params(SandboxPath, berth_api::files::PathQuery),
+    responses((status = 200, description = "A file's content (JSON, or its bytes with `raw=true`) or a directory's entries", content((berth_api::files::FileRead = "application/json"), (Vec<u8> = "application/octet-stream"))), super::openapi::FileReadErrors)
+)]
 pub async fn read(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -36,9 +37,11 @@ pub async fn read(
         q.path.as_str()
     };
     Ok(match entry {
-        Entry::Dir(entries) => {
-            Json(json!({"path": shown, "type": "dir", "entries": entries})).into_response()
-        }
+        Entry::Dir(entries) => Json(FileRead::Dir {
+            path: shown.to_string(),
+            entries,
+        })
+        .into_response(),
         Entry::File(bytes) if q.raw => {
             ([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response()
         }
@@ -51,26 +54,27 @@ pub async fn read(
                     "base64",
                 ),
             };
-            Json(json!({
-                "path": shown, "type": "file", "size": size,
-                "encoding": encoding, "content": content,
-            }))
+            Json(FileRead::File {
+                path: shown.to_string(),
+                size: size as u64,
+                encoding: encoding.to_string(),
+                content,
+            })
             .into_response()
         }
     })
 }
 
-#[derive(Debug, Deserialize)]
-pub struct WriteBody {
-    path: String,
-    content: String,
-    #[serde(default)]
-    append: bool,
-    /// `utf8` (default) or `base64`.
-    #[serde(default)]
-    encoding: Option<String>,
-}
-
+#[utoipa::path(
+    put,
+    path = "/files",
+    operation_id = "write_file",
+    tag = "files",
+    summary = "Write (or append to) a workspace file; parents are created",
+    params(SandboxPath),
+    request_body(content = berth_api::files::WriteBody, content_type = "application/json"),
+    responses((status = 200, body = berth_api::files::Written), super::openapi::FileWriteErrors)
+)]
 pub async fn write(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -93,10 +97,22 @@ pub async fn write(
         .await?;
     Ok((
         StatusCode::OK,
-        Json(json!({"path": body.path, "size": size})),
+        Json(Written {
+            path: body.path,
+            size,
+        }),
     ))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/files",
+    operation_id = "delete_file",
+    tag = "files",
+    summary = "Delete a workspace file or directory",
+    params(SandboxPath, berth_api::files::PathQuery),
+    responses((status = 204, description = "Deleted"), super::openapi::FileWriteErrors)
+)]
 pub async fn delete(
     State(state): State<AppState>,
     Path(id): Path<String>,

@@ -2,38 +2,52 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde_json::json;
 
 use super::{ApiError, AppState};
 
 /// The process is up.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    operation_id = "healthz",
+    tag = "system",
+    summary = "`ok` while the process is up",
+    responses((status = 200, content_type = "text/plain", body = String), super::openapi::NoErrors),
+    security(())
+)]
 pub async fn healthz() -> &'static str {
     "ok"
 }
 
 /// The database and Docker answer.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    operation_id = "readyz",
+    tag = "system",
+    summary = "Ready when SQLite, Docker and every background loop answer",
+    responses((status = 200, body = serde_json::Value, example = json!({"status": "ready"})), super::openapi::ReadyErrors),
+    security(())
+)]
 pub async fn readyz(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     if let Err(e) = state.store.ping().await {
         return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not_ready",
+            berth_api::ErrorCode::NotReady,
             format!("the database does not answer: {e}"),
         ));
     }
     if let Err(e) = state.docker.ping().await {
         return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not_ready",
+            berth_api::ErrorCode::NotReady,
             format!("Docker does not answer: {e}"),
         ));
     }
     let down = state.health.down();
     if !down.is_empty() {
         return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not_ready",
+            berth_api::ErrorCode::NotReady,
             format!(
                 "background loops are restarting after a failure: {}",
                 down.join(", ")
@@ -44,6 +58,14 @@ pub async fn readyz(State(state): State<AppState>) -> Result<impl IntoResponse, 
 }
 
 /// Version, instance id, limits: what a client or an operator needs to know.
+#[utoipa::path(
+    get,
+    path = "/v1/info",
+    operation_id = "info",
+    tag = "system",
+    summary = "Version, instance, Docker, image, isolation and limits",
+    responses((status = 200, body = serde_json::Value), super::openapi::ListErrors)
+)]
 pub async fn info(State(state): State<AppState>) -> Json<serde_json::Value> {
     let s = state.sandboxes.settings();
     let docker = state

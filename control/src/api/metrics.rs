@@ -11,6 +11,14 @@ use super::{ApiError, AppState};
 use crate::metrics::Metrics;
 use crate::store::Status;
 
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "metrics",
+    tag = "system",
+    summary = "Prometheus metrics",
+    responses((status = 200, content_type = "text/plain", body = String), super::openapi::ListErrors)
+)]
 pub async fn scrape(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let mut sandboxes: Vec<(&'static str, i64)> = Vec::new();
     let records = state

@@ -8,7 +8,9 @@ mod extract;
 mod files;
 mod health;
 mod metrics;
+pub mod openapi;
 mod preview;
+mod reference;
 mod sandboxes;
 mod tasks;
 mod time;
@@ -16,10 +18,12 @@ mod time;
 use std::time::Instant;
 
 use axum::extract::DefaultBodyLimit;
-use axum::http::{Request, StatusCode};
-use axum::routing::{get, post};
+use axum::http::Request;
 use axum::{Router, middleware};
 use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub use error::ApiError;
 
@@ -41,49 +45,77 @@ pub struct AppState {
     pub health: crate::supervise::Health,
 }
 
-/// The whole API. Routes of the `sandboxed` API are kept as they are; every
-/// operation is also under `/v1/sandboxes`.
+/// Routes anyone may call: liveness, readiness, and this API's own
+/// description.
+fn public_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::Head::openapi())
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(reference::openapi_json))
+        .routes(routes!(reference::docs))
+}
+
+/// Routes that need a token. Routes of the `sandboxed` API are kept as
+/// they are; every operation is also under `/v1/sandboxes`.
+fn authenticated_routes() -> OpenApiRouter<AppState> {
+    let sandbox_routes = || {
+        OpenApiRouter::new()
+            .routes(routes!(sandboxes::get, sandboxes::delete))
+            .routes(routes!(exec::exec))
+            .routes(routes!(exec::stream))
+            .routes(routes!(sandboxes::keepalive))
+            .routes(routes!(sandboxes::purge))
+            .routes(routes!(sandboxes::stop))
+            .routes(routes!(sandboxes::start))
+            .routes(routes!(files::read, files::write, files::delete))
+            .routes(routes!(tasks::list, tasks::create))
+            .routes(routes!(tasks::get))
+            .routes(routes!(tasks::events))
+            .routes(routes!(tasks::cancel))
+            .routes(routes!(tasks::revert))
+            .routes(routes!(preview::mint))
+            .routes(routes!(preview::revoke))
+    };
+    let activity = || OpenApiRouter::new().routes(routes!(edge::activity));
+    OpenApiRouter::new()
+        .nest(
+            "/v1/sandboxes",
+            OpenApiRouter::new().routes(routes!(sandboxes::list, sandboxes::create)),
+        )
+        .nest(
+            "/sandbox",
+            OpenApiRouter::new().routes(routes!(sandboxes::create)),
+        )
+        .nest(
+            "/sandboxes",
+            OpenApiRouter::new().routes(routes!(sandboxes::list)),
+        )
+        .nest("/sandbox/{id}", sandbox_routes())
+        .nest("/v1/sandboxes/{id}", sandbox_routes())
+        .routes(routes!(health::info))
+        .routes(routes!(metrics::scrape))
+        .routes(routes!(edge::bootstrap))
+        .routes(routes!(edge::sandbox))
+        .routes(routes!(edge::wake))
+        .nest("/v1/edge/activity", activity())
+        .nest("/v1/activity", activity())
+}
+
+/// Every route with its OpenAPI description: what the document is made of.
+pub fn routes() -> OpenApiRouter<AppState> {
+    public_routes().merge(authenticated_routes())
+}
+
+/// The whole API. Every route is registered through `routes!`, which
+/// documents it in the same step: nothing is served that the OpenAPI
+/// document does not describe.
 pub fn router(state: AppState, tokens: Tokens) -> Router {
     let body_limit = state.sandboxes.settings().max_file_size.saturating_mul(2) + (1 << 20);
-    let sandbox_routes = Router::new()
-        .route("/", get(sandboxes::get).delete(sandboxes::delete))
-        .route("/exec", post(exec::exec))
-        .route("/exec/stream", post(exec::stream))
-        .route("/keepalive", post(sandboxes::keepalive))
-        .route("/purge", post(sandboxes::purge))
-        .route("/stop", post(sandboxes::stop))
-        .route("/start", post(sandboxes::start))
-        .route(
-            "/files",
-            get(files::read).put(files::write).delete(files::delete),
-        )
-        .route("/tasks", get(tasks::list).post(tasks::create))
-        .route("/tasks/{task}", get(tasks::get))
-        .route("/tasks/{task}/events", get(tasks::events))
-        .route("/tasks/{task}/cancel", post(tasks::cancel))
-        .route("/tasks/{task}/revert", post(tasks::revert))
-        .route("/preview-token", post(preview::mint))
-        .route("/preview-token/revoke", post(preview::revoke));
-    let api = Router::new()
-        .route("/sandbox", post(sandboxes::create))
-        .route("/sandboxes", get(sandboxes::list))
-        .route(
-            "/v1/sandboxes",
-            get(sandboxes::list).post(sandboxes::create),
-        )
-        .nest("/sandbox/{id}", sandbox_routes.clone())
-        .nest("/v1/sandboxes/{id}", sandbox_routes)
-        .route("/v1/info", get(health::info))
-        .route("/metrics", get(metrics::scrape))
-        .route("/v1/edge/bootstrap", get(edge::bootstrap))
-        .route("/v1/edge/sandboxes/{id}", get(edge::sandbox))
-        .route("/v1/edge/sandboxes/{id}/wake", post(edge::wake))
-        .route("/v1/edge/activity", post(edge::activity))
-        .route("/v1/activity", post(edge::activity))
-        .route_layer(middleware::from_fn_with_state(tokens, require_token));
-    Router::new()
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
+    let (api, _) = authenticated_routes()
+        .route_layer(middleware::from_fn_with_state(tokens, require_token))
+        .split_for_parts();
+    let (public, _) = public_routes().split_for_parts();
+    public
         .merge(api)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -111,8 +143,7 @@ async fn not_found() -> ApiError {
 
 async fn method_not_allowed() -> ApiError {
     ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
+        berth_api::ErrorCode::MethodNotAllowed,
         "this route does not take that method",
     )
 }

@@ -6,10 +6,10 @@ use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use berth_api::preview::{PreviewToken, Revoked, TokenRequest};
 
 use super::extract::JsonBody;
+use super::openapi::SandboxPath;
 use super::sandboxes::preview_url;
 use super::time::rfc3339;
 use super::{ApiError, AppState};
@@ -19,17 +19,21 @@ use berth_wire::token;
 /// Longest a preview token may live.
 const MAX_TTL_S: i64 = 30 * 86_400;
 
-#[derive(Debug, Default, Deserialize)]
-pub struct TokenRequest {
-    /// Seconds the token is valid (default 3600).
-    ttl_s: Option<i64>,
-}
-
+#[utoipa::path(
+    post,
+    path = "/preview-token",
+    operation_id = "mint_preview_token",
+    tag = "preview",
+    summary = "Mint a token that opens a private sandbox's previews",
+    params(SandboxPath),
+    request_body(content = berth_api::preview::TokenRequest, content_type = "application/json", description = "Optional"),
+    responses((status = 200, body = berth_api::preview::PreviewToken), super::openapi::TokenErrors)
+)]
 pub async fn mint(
     State(state): State<AppState>,
     Path(id): Path<String>,
     JsonBody(req): JsonBody<TokenRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PreviewToken>, ApiError> {
     let rec = state.sandboxes.get(&id).await?;
     let ttl = req.ttl_s.unwrap_or(3600);
     if !(1..=MAX_TTL_S).contains(&ttl) {
@@ -60,25 +64,34 @@ pub async fn mint(
             )
         })
         .collect();
-    Ok(Json(json!({
-        "token": token,
-        "expires_at": rfc3339(exp * 1000),
-        "query_parameter": token::QUERY_PARAM,
-        "urls": urls,
-    })))
+    Ok(Json(PreviewToken {
+        token,
+        expires_at: rfc3339(exp * 1000),
+        query_parameter: token::QUERY_PARAM.to_string(),
+        urls,
+    }))
 }
 
 /// Voids every preview token of the sandbox (a new generation); the edge
 /// refuses them within a few seconds.
+#[utoipa::path(
+    post,
+    path = "/preview-token/revoke",
+    operation_id = "revoke_preview_tokens",
+    tag = "preview",
+    summary = "Void every preview token and cookie minted before",
+    params(SandboxPath),
+    responses((status = 200, body = berth_api::preview::Revoked), super::openapi::TokenErrors)
+)]
 pub async fn revoke(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Revoked>, ApiError> {
     let rec = state.sandboxes.get(&id).await?;
     state
         .store
         .rotate_preview_generation(&rec.id)
         .await
         .map_err(|e| ApiError::internal(&e))?;
-    Ok(Json(json!({ "revoked": true })))
+    Ok(Json(Revoked { revoked: true }))
 }

@@ -1,67 +1,22 @@
 //! `/sandbox`, `/sandboxes` and `/v1/sandboxes/{id}`: the sandbox lifecycle.
 
-use std::collections::BTreeMap;
-
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use serde::{Deserialize, Serialize};
 
 use super::extract::JsonBody;
+use super::openapi::SandboxPath;
 use super::time::rfc3339;
 use super::{ApiError, AppState};
 use crate::config::Settings;
 use crate::docker::ContainerStatus;
 use crate::docker::spec::preview_host;
 use crate::sandbox::{CreateRequest, Sandboxes};
-use crate::store::{DesiredState, Egress, IdlePolicy, SandboxRecord, Status};
+use crate::store::SandboxRecord;
 use crate::units::ByteSize;
 
-/// A sandbox as clients see it.
-#[derive(Debug, Serialize)]
-pub struct SandboxView {
-    pub id: String,
-    pub status: Status,
-    pub desired_state: DesiredState,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub status_detail: Option<String>,
-    pub image: String,
-    pub ports: Vec<u16>,
-    pub preview_urls: BTreeMap<String, String>,
-    /// Names only: values often hold API keys.
-    pub env_keys: Vec<String>,
-    pub metadata: BTreeMap<String, String>,
-    pub memory: String,
-    pub memory_bytes: i64,
-    pub cpus: f64,
-    pub start: Option<String>,
-    pub idle_timeout_s: i64,
-    pub idle_policy: IdlePolicy,
-    pub public: bool,
-    pub egress: Egress,
-    /// The OCI runtime; absent for Docker's default.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub runtime: Option<String>,
-    /// The host uid (and gid) the sandbox runs as; `user` inside.
-    pub uid: Option<i64>,
-    pub container_id: Option<String>,
-    pub created_at: String,
-    pub updated_at: String,
-    pub last_active_at: String,
-    pub keepalive_until: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub container: Option<LiveView>,
-}
-
-/// The container's live state, on single-sandbox reads.
-#[derive(Debug, Serialize)]
-pub struct LiveView {
-    pub running: bool,
-    pub exit_code: Option<i64>,
-    pub oom_killed: bool,
-    pub ip: Option<String>,
-}
+pub use berth_api::{KeepaliveBody, LiveView, SandboxList, SandboxView};
 
 pub fn preview_url(settings: &Settings, id: &str, port: u16) -> String {
     let host = preview_host(id, port, &settings.preview_domain);
@@ -118,6 +73,15 @@ pub fn view(
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "",
+    operation_id = "create_sandbox",
+    tag = "sandboxes",
+    summary = "Create a sandbox (and start it)",
+    request_body(content = berth_api::CreateRequest, content_type = "application/json"),
+    responses((status = 201, body = SandboxView, description = "Created and starting; `Location` names it", headers(("Location" = String, description = "The sandbox's URL"))), super::openapi::CreateErrors)
+)]
 pub async fn create(
     State(state): State<AppState>,
     JsonBody(req): JsonBody<CreateRequest>,
@@ -131,7 +95,15 @@ pub async fn create(
     ))
 }
 
-pub async fn list(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+#[utoipa::path(
+    get,
+    path = "",
+    operation_id = "list_sandboxes",
+    tag = "sandboxes",
+    summary = "List sandboxes",
+    responses((status = 200, body = SandboxList), super::openapi::ListErrors)
+)]
+pub async fn list(State(state): State<AppState>) -> Result<Json<SandboxList>, ApiError> {
     let all: Vec<SandboxView> = state
         .sandboxes
         .list()
@@ -139,9 +111,18 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<serde_json::Valu
         .into_iter()
         .map(|rec| view(&state.sandboxes, rec, None))
         .collect();
-    Ok(Json(serde_json::json!({ "sandboxes": all })))
+    Ok(Json(SandboxList { sandboxes: all }))
 }
 
+#[utoipa::path(
+    get,
+    path = "",
+    operation_id = "get_sandbox",
+    tag = "sandboxes",
+    summary = "One sandbox, with its live container state",
+    params(SandboxPath),
+    responses((status = 200, body = SandboxView), super::openapi::ReadErrors)
+)]
 pub async fn get(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -152,6 +133,15 @@ pub async fn get(
     Ok(Json(view(&state.sandboxes, rec, live)))
 }
 
+#[utoipa::path(
+    post,
+    path = "/start",
+    operation_id = "start_sandbox",
+    tag = "sandboxes",
+    summary = "Start or wake a sandbox",
+    params(SandboxPath),
+    responses((status = 200, body = SandboxView), super::openapi::StartErrors)
+)]
 pub async fn start(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -160,6 +150,15 @@ pub async fn start(
     Ok(Json(view(&state.sandboxes, rec, None)))
 }
 
+#[utoipa::path(
+    post,
+    path = "/stop",
+    operation_id = "stop_sandbox",
+    tag = "sandboxes",
+    summary = "Stop a sandbox now (its workspace stays)",
+    params(SandboxPath),
+    responses((status = 200, body = SandboxView), super::openapi::StopErrors)
+)]
 pub async fn stop(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -167,8 +166,7 @@ pub async fn stop(
     let rec = state.sandboxes.get(&id).await?;
     if state.tasks.is_running_on(&rec.id).await {
         return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "task_in_progress",
+            berth_api::ErrorCode::TaskInProgress,
             "a task is running in this sandbox: cancel it first",
         ));
     }
@@ -176,6 +174,15 @@ pub async fn stop(
     Ok(Json(view(&state.sandboxes, rec, None)))
 }
 
+#[utoipa::path(
+    delete,
+    path = "",
+    operation_id = "delete_sandbox",
+    tag = "sandboxes",
+    summary = "Remove the container and cancel its tasks; the workspace stays",
+    params(SandboxPath),
+    responses((status = 204, description = "Deleted"), super::openapi::RemoveErrors)
+)]
 pub async fn delete(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -189,6 +196,15 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    post,
+    path = "/purge",
+    operation_id = "purge_sandbox",
+    tag = "sandboxes",
+    summary = "Remove everything: container, workspace, record, tasks",
+    params(SandboxPath),
+    responses((status = 204, description = "Purged"), super::openapi::RemoveErrors)
+)]
 pub async fn purge(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -199,12 +215,16 @@ pub async fn purge(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Debug, Default, Deserialize)]
-pub struct KeepaliveBody {
-    /// Unix seconds; capped by BERTH_KEEPALIVE_MAX.
-    until: Option<i64>,
-}
-
+#[utoipa::path(
+    post,
+    path = "/keepalive",
+    operation_id = "keepalive_sandbox",
+    tag = "sandboxes",
+    summary = "Postpone the idle reaper",
+    params(SandboxPath),
+    request_body(content = berth_api::KeepaliveBody, content_type = "application/json", description = "Optional"),
+    responses((status = 200, body = SandboxView), super::openapi::KeepaliveErrors)
+)]
 pub async fn keepalive(
     State(state): State<AppState>,
     Path(id): Path<String>,

@@ -9,43 +9,16 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::{Stream, StreamExt};
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::extract::{JsonBody, QueryParams};
+use super::openapi::{SandboxPath, TaskPath};
 use super::time::rfc3339;
 use super::{ApiError, AppState};
-use crate::store::{TaskRecord, TaskStatus};
+use crate::store::TaskRecord;
 use crate::tasks::CreateTask;
 
-/// A task as clients see it.
-#[derive(Debug, Serialize)]
-pub struct TaskView {
-    pub id: String,
-    pub sandbox_id: String,
-    pub status: TaskStatus,
-    pub agent: String,
-    pub model: Option<String>,
-    pub prompt: String,
-    pub check: Option<String>,
-    pub timeout_s: i64,
-    /// Continues the agent's previous session in this sandbox.
-    #[serde(rename = "continue")]
-    pub resume: bool,
-    /// The agent's session (what `"continue": true` resumes), the model it
-    /// really used and its CLI's version, as it reported them.
-    pub session_id: Option<String>,
-    pub agent_model: Option<String>,
-    pub agent_version: Option<String>,
-    pub result: Option<Value>,
-    pub exit_code: Option<i64>,
-    pub usage: Option<Value>,
-    pub cost_usd: Option<Value>,
-    pub created_at: String,
-    pub started_at: Option<String>,
-    pub finished_at: Option<String>,
-    pub events_url: String,
-}
+pub use berth_api::TaskView;
 
 fn view(task: TaskRecord) -> TaskView {
     let result = task.result.map(|r| r.0);
@@ -75,6 +48,16 @@ fn view(task: TaskRecord) -> TaskView {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/tasks",
+    operation_id = "create_task",
+    tag = "tasks",
+    summary = "Hand the sandbox's coding agent a prompt",
+    params(SandboxPath),
+    request_body(content = berth_api::CreateTask, content_type = "application/json"),
+    responses((status = 202, body = TaskView, description = "Accepted: running or queued"), super::openapi::TaskCreateErrors)
+)]
 pub async fn create(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -84,14 +67,32 @@ pub async fn create(
     Ok((StatusCode::ACCEPTED, Json(view(task))))
 }
 
+#[utoipa::path(
+    get,
+    path = "/tasks",
+    operation_id = "list_tasks",
+    tag = "tasks",
+    summary = "The sandbox's tasks, newest first",
+    params(SandboxPath),
+    responses((status = 200, body = berth_api::TaskList), super::openapi::ReadErrors)
+)]
 pub async fn list(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<berth_api::TaskList>, ApiError> {
     let tasks: Vec<TaskView> = state.tasks.list(&id).await?.into_iter().map(view).collect();
-    Ok(Json(serde_json::json!({ "tasks": tasks })))
+    Ok(Json(berth_api::TaskList { tasks }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/tasks/{task}",
+    operation_id = "get_task",
+    tag = "tasks",
+    summary = "One task",
+    params(TaskPath),
+    responses((status = 200, body = TaskView), super::openapi::ReadErrors)
+)]
 pub async fn get(
     State(state): State<AppState>,
     Path((id, task)): Path<(String, String)>,
@@ -99,6 +100,15 @@ pub async fn get(
     Ok(Json(view(state.tasks.get(&id, &task).await?)))
 }
 
+#[utoipa::path(
+    post,
+    path = "/tasks/{task}/cancel",
+    operation_id = "cancel_task",
+    tag = "tasks",
+    summary = "Cancel a queued or running task",
+    params(TaskPath),
+    responses((status = 200, body = TaskView), super::openapi::TaskChangeErrors)
+)]
 pub async fn cancel(
     State(state): State<AppState>,
     Path((id, task)): Path<(String, String)>,
@@ -106,6 +116,15 @@ pub async fn cancel(
     Ok(Json(view(state.tasks.cancel(&id, &task).await?)))
 }
 
+#[utoipa::path(
+    post,
+    path = "/tasks/{task}/revert",
+    operation_id = "revert_task",
+    tag = "tasks",
+    summary = "Put the app directory back as it was before the task",
+    params(TaskPath),
+    responses((status = 200, body = berth_api::tasks::Reverted), super::openapi::TaskChangeErrors)
+)]
 pub async fn revert(
     State(state): State<AppState>,
     Path((id, task)): Path<(String, String)>,
@@ -113,16 +132,24 @@ pub async fn revert(
     Ok(Json(state.tasks.revert(&id, &task).await?))
 }
 
-#[derive(Debug, Deserialize)]
-pub struct EventsQuery {
-    last_event_id: Option<i64>,
-    /// The `sandboxed` spelling.
-    since: Option<i64>,
-}
+pub use berth_api::tasks::EventsQuery;
 
 /// Server-Sent Events: `id:` is the task's sequence number, `event:` the
 /// type, `data:` JSON. `Last-Event-ID` (header or query) replays only later
 /// events; the stream ends after `done`.
+#[utoipa::path(
+    get,
+    path = "/tasks/{task}/events",
+    operation_id = "task_events",
+    tag = "tasks",
+    summary = "The task's events as Server-Sent Events, history first",
+    params(
+        TaskPath,
+        berth_api::tasks::EventsQuery,
+        ("Last-Event-ID" = Option<i64>, Header, description = "Replay only events after this sequence number")
+    ),
+    responses((status = 200, content_type = "text/event-stream", body = String, description = "`id:` is the sequence number, `event:` one of `status` (StatusEvent), `message` (MessageEvent), `tool_call` (ToolCallEvent), `tool_result` (ToolResultEvent), `log` (LogEvent), `error` (ErrorEvent), `done` (DoneEvent, the last; the stream ends after it). `Last-Event-ID` (header) or the query replays only later events."), super::openapi::ReadErrors),
+)]
 pub async fn events(
     State(state): State<AppState>,
     Path((id, task)): Path<(String, String)>,

@@ -42,7 +42,7 @@ impl Sandboxes {
         body: ExecBody,
         output_limit: usize,
     ) -> Result<Prepared, SandboxError> {
-        let spec = body.validate(self.inner.settings.exec_timeout)?;
+        let spec = super::request::exec_spec(body, self.inner.settings.exec_timeout)?;
         let rec = self.get(id).await?;
         let busy = self.inner.activity.busy(&rec.id);
         let req = ExecRequest {

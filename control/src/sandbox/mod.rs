@@ -283,7 +283,7 @@ impl Sandboxes {
     /// Creates a sandbox and starts it. On failure nothing is left behind but
     /// a home directory that existed before.
     pub async fn create(&self, req: CreateRequest) -> Result<SandboxRecord, SandboxError> {
-        let new = req.validate(&self.inner.settings)?;
+        let new = request::new_sandbox(req, &self.inner.settings)?;
         if let Some(runtime) = &new.runtime {
             let offered = self.inner.docker.runtimes().await?;
             if !offered.contains(runtime) {

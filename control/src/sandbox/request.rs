@@ -4,11 +4,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde::Deserialize;
-
 use crate::config::Settings;
 use crate::docker::spec::WORKSPACE;
-use crate::store::{Egress, IdlePolicy, NewSandbox};
+use crate::store::NewSandbox;
 use crate::units::ByteSize;
 
 use super::SandboxError;
@@ -17,64 +15,8 @@ const MAX_PORTS: usize = 32;
 const MAX_ENV: usize = 256;
 const MAX_METADATA: usize = 32;
 
-/// `POST /sandbox`. No `Debug`: `env` holds provider keys.
-#[derive(Default, Deserialize)]
-pub struct CreateRequest {
-    pub id: Option<String>,
-    #[serde(default)]
-    pub ports: Vec<i64>,
-    #[serde(default)]
-    pub env: BTreeMap<String, String>,
-    pub image: Option<String>,
-    pub memory: Option<SizeOrNumber>,
-    pub cpus: Option<NumberOrString>,
-    pub start: Option<String>,
-    pub idle_timeout_s: Option<i64>,
-    pub idle_policy: Option<IdlePolicy>,
-    #[serde(default)]
-    pub metadata: BTreeMap<String, String>,
-    /// `false`: preview requests need a token from `POST …/preview-token`.
-    pub public: Option<bool>,
-    /// The `sandboxed` spelling: `public` or `private`.
-    pub visibility: Option<String>,
-    /// `open` or `none` (default `BERTH_EGRESS`).
-    pub egress: Option<Egress>,
-    /// OCI runtime, e.g. `runsc` for gVisor (default `BERTH_RUNTIME`).
-    pub runtime: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-pub enum SizeOrNumber {
-    Bytes(u64),
-    Text(String),
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-pub enum NumberOrString {
-    Number(f64),
-    Text(String),
-}
-
-/// `POST /sandbox/{id}/exec`.
-#[derive(Debug, Deserialize)]
-pub struct ExecBody {
-    pub cmd: Command,
-    pub cwd: Option<String>,
-    #[serde(default)]
-    pub env: BTreeMap<String, String>,
-    pub timeout_s: Option<u64>,
-    pub stdin: Option<String>,
-}
-
-/// An argv, or one string run by `sh -lc`.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-pub enum Command {
-    Argv(Vec<String>),
-    Shell(String),
-}
+pub use berth_api::exec::{Command, ExecBody};
+pub use berth_api::sandbox::{CreateRequest, NumberOrString, SizeOrNumber};
 
 fn invalid(message: impl Into<String>) -> SandboxError {
     SandboxError::Invalid(message.into())
@@ -145,16 +87,17 @@ fn validate_ports(raw: &[i64]) -> Result<Vec<u16>, SandboxError> {
     Ok(ports)
 }
 
-impl CreateRequest {
-    pub fn validate(self, settings: &Settings) -> Result<NewSandbox, SandboxError> {
-        let id = match self.id.as_deref() {
+/// A create request checked against the limits, as the row to store.
+pub fn new_sandbox(req: CreateRequest, settings: &Settings) -> Result<NewSandbox, SandboxError> {
+    {
+        let id = match req.id.as_deref() {
             Some(raw) => normalize_id(raw)?,
             None => new_id(),
         };
-        let ports = validate_ports(&self.ports)?;
-        validate_env(&self.env)?;
+        let ports = validate_ports(&req.ports)?;
+        validate_env(&req.env)?;
 
-        let memory = match self.memory {
+        let memory = match req.memory {
             None => settings.default_memory,
             Some(SizeOrNumber::Bytes(b)) => b,
             Some(SizeOrNumber::Text(t)) => {
@@ -174,7 +117,7 @@ impl CreateRequest {
             )));
         }
 
-        let cpus = match self.cpus {
+        let cpus = match req.cpus {
             None => settings.default_cpus,
             Some(NumberOrString::Number(n)) => n,
             Some(NumberOrString::Text(t)) => t
@@ -192,7 +135,7 @@ impl CreateRequest {
             )));
         }
 
-        let image = match self.image.map(|i| i.trim().to_string()) {
+        let image = match req.image.map(|i| i.trim().to_string()) {
             Some(i) => match crate::image_ref::problem(&i) {
                 // Shown escaped: the reference may hold control characters.
                 Some(why) => {
@@ -206,7 +149,7 @@ impl CreateRequest {
             None => settings.image.clone(),
         };
 
-        let start_cmd = match self.start {
+        let start_cmd = match req.start {
             Some(s) if s.trim().is_empty() => None,
             Some(s) if s.len() > 8192 || s.contains('\0') => {
                 return Err(invalid("start must be a shell command of at most 8 KiB"));
@@ -214,7 +157,7 @@ impl CreateRequest {
             other => other,
         };
 
-        let idle_timeout_s = match self.idle_timeout_s {
+        let idle_timeout_s = match req.idle_timeout_s {
             None => i64::try_from(settings.idle_timeout.as_secs()).unwrap_or(i64::MAX),
             Some(s) if (1..=30 * 86_400).contains(&s) => s,
             Some(s) => {
@@ -224,8 +167,8 @@ impl CreateRequest {
             }
         };
 
-        if self.metadata.len() > MAX_METADATA
-            || self
+        if req.metadata.len() > MAX_METADATA
+            || req
                 .metadata
                 .iter()
                 .any(|(k, v)| k.is_empty() || k.len() > 64 || v.len() > 1024)
@@ -235,7 +178,7 @@ impl CreateRequest {
             )));
         }
 
-        let public = match (self.public, self.visibility.as_deref()) {
+        let public = match (req.public, req.visibility.as_deref()) {
             (Some(p), None) => p,
             (None, None) | (None, Some("public")) | (Some(true), Some("public")) => true,
             (None, Some("private")) | (Some(false), Some("private")) => false,
@@ -247,7 +190,7 @@ impl CreateRequest {
             _ => return Err(invalid("public and visibility disagree")),
         };
 
-        let runtime = match self.runtime.as_deref().map(str::trim) {
+        let runtime = match req.runtime.as_deref().map(str::trim) {
             None | Some("") => settings.runtime.clone(),
             Some(r)
                 if r.len() <= 64
@@ -267,17 +210,17 @@ impl CreateRequest {
         Ok(NewSandbox {
             id,
             public,
-            egress: self.egress.unwrap_or(settings.egress),
+            egress: req.egress.unwrap_or(settings.egress),
             runtime,
             image,
             ports,
-            env: self.env,
-            metadata: self.metadata,
+            env: req.env,
+            metadata: req.metadata,
             memory_bytes: i64::try_from(memory).unwrap_or(i64::MAX),
             nano_cpus: (cpus * 1e9).round() as i64,
             start_cmd,
             idle_timeout_s,
-            idle_policy: self.idle_policy.unwrap_or_default(),
+            idle_policy: req.idle_policy.unwrap_or_default(),
         })
     }
 }
@@ -292,9 +235,10 @@ pub struct ExecSpec {
     pub stdin: Option<Vec<u8>>,
 }
 
-impl ExecBody {
-    pub fn validate(self, max_timeout: Duration) -> Result<ExecSpec, SandboxError> {
-        let argv = match self.cmd {
+/// An exec request checked, as what to run.
+pub fn exec_spec(body: ExecBody, max_timeout: Duration) -> Result<ExecSpec, SandboxError> {
+    {
+        let argv = match body.cmd {
             Command::Argv(argv) => argv,
             Command::Shell(line) => vec!["/bin/sh".into(), "-lc".into(), line],
         };
@@ -306,16 +250,16 @@ impl ExecBody {
         if argv.iter().any(|a| a.contains('\0')) {
             return Err(invalid("cmd must not hold NUL bytes"));
         }
-        validate_env(&self.env)?;
-        if self.cwd.as_deref().is_some_and(|c| c.contains('\0')) {
+        validate_env(&body.env)?;
+        if body.cwd.as_deref().is_some_and(|c| c.contains('\0')) {
             return Err(invalid("cwd must not hold NUL bytes"));
         }
-        let cwd = match self.cwd.as_deref().map(str::trim) {
+        let cwd = match body.cwd.as_deref().map(str::trim) {
             None | Some("") => WORKSPACE.to_string(),
             Some(abs) if abs.starts_with('/') => abs.to_string(),
             Some(rel) => format!("{WORKSPACE}/{rel}"),
         };
-        let timeout = match self.timeout_s {
+        let timeout = match body.timeout_s {
             None => max_timeout,
             Some(0) => return Err(invalid("timeout_s must be at least 1")),
             Some(s) if Duration::from_secs(s) > max_timeout => {
@@ -329,9 +273,9 @@ impl ExecBody {
         Ok(ExecSpec {
             argv,
             cwd,
-            env: self.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+            env: body.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
             timeout,
-            stdin: self.stdin.map(String::into_bytes),
+            stdin: body.stdin.map(String::into_bytes),
         })
     }
 }
@@ -351,9 +295,10 @@ mod tests {
     }
 
     fn create(json: &str) -> Result<NewSandbox, SandboxError> {
-        serde_json::from_str::<CreateRequest>(json)
-            .unwrap()
-            .validate(&settings())
+        new_sandbox(
+            serde_json::from_str::<CreateRequest>(json).unwrap(),
+            &settings(),
+        )
     }
 
     #[test]
@@ -421,12 +366,12 @@ mod tests {
     fn exec_accepts_argv_or_a_shell_line() {
         let max = Duration::from_secs(60);
         let e: ExecBody = serde_json::from_str(r#"{"cmd":"echo hi","cwd":"app"}"#).unwrap();
-        let e = e.validate(max).unwrap();
+        let e = exec_spec(e, max).unwrap();
         assert_eq!(e.argv, vec!["/bin/sh", "-lc", "echo hi"]);
         assert_eq!(e.cwd, "/home/user/workspace/app");
         let e: ExecBody = serde_json::from_str(r#"{"cmd":[]}"#).unwrap();
-        assert!(e.validate(max).is_err());
+        assert!(exec_spec(e, max).is_err());
         let e: ExecBody = serde_json::from_str(r#"{"cmd":["ls"],"timeout_s":61}"#).unwrap();
-        assert!(e.validate(max).is_err());
+        assert!(exec_spec(e, max).is_err());
     }
 }

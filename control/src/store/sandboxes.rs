@@ -3,80 +3,11 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
 use sqlx::types::Json;
 
 use super::{Store, StoreError, now_ms};
 
-/// What the user wants the sandbox to be. The reconciler converges Docker to it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
-#[sqlx(type_name = "TEXT", rename_all = "snake_case")]
-#[serde(rename_all = "snake_case")]
-pub enum DesiredState {
-    Running,
-    Stopped,
-    /// Container to be removed, then the row; the home directory stays.
-    Deleted,
-    /// Container, home directory and row to be removed.
-    Purged,
-}
-
-/// What berth last saw or did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
-#[sqlx(type_name = "TEXT", rename_all = "snake_case")]
-#[serde(rename_all = "snake_case")]
-pub enum Status {
-    Creating,
-    Running,
-    Stopping,
-    Stopped,
-    Error,
-}
-
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Creating => "creating",
-            Status::Running => "running",
-            Status::Stopping => "stopping",
-            Status::Stopped => "stopped",
-            Status::Error => "error",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type, Default)]
-#[sqlx(type_name = "TEXT", rename_all = "snake_case")]
-#[serde(rename_all = "snake_case")]
-pub enum IdlePolicy {
-    /// Stopped after its idle timeout, woken on demand.
-    #[default]
-    Sleep,
-    /// Never stopped by the reaper.
-    AlwaysOn,
-}
-
-/// Where a sandbox's traffic may go.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type, Default)]
-#[sqlx(type_name = "TEXT", rename_all = "snake_case")]
-#[serde(rename_all = "snake_case")]
-pub enum Egress {
-    /// The internet, but not the host, link-local/metadata addresses or the
-    /// denied (private) ranges.
-    #[default]
-    Open,
-    /// Nowhere: the sandbox answers the edge and nothing else.
-    None,
-}
-
-impl Egress {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Egress::Open => "open",
-            Egress::None => "none",
-        }
-    }
-}
+pub use berth_api::{DesiredState, Egress, IdlePolicy, Status};
 
 #[derive(Clone, sqlx::FromRow)]
 pub struct SandboxRecord {

@@ -4,8 +4,6 @@
 
 use std::time::Duration;
 
-use serde::Serialize;
-
 use crate::docker::{Docker, DockerError, ExecOutput, ExecRequest};
 
 /// Where agents work.
@@ -16,11 +14,7 @@ const GIT: &str = "git -c user.name=berth -c user.email=berth@localhost -c init.
 /// Exit code of the checkpoint script when git is not in the image.
 const NO_GIT: i64 = 3;
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct FileChange {
-    pub path: String,
-    pub change: &'static str,
-}
+pub use berth_api::FileChange;
 
 #[derive(Debug)]
 pub enum Checkpoint {
@@ -147,7 +141,7 @@ fn parse_name_status(text: &str) -> Vec<FileChange> {
             };
             Some(FileChange {
                 path: path.to_string(),
-                change,
+                change: change.to_string(),
             })
         })
         .collect()
@@ -172,7 +166,7 @@ mod tests {
             changes[0],
             FileChange {
                 path: "index.html".into(),
-                change: "added"
+                change: "added".into()
             }
         );
         assert_eq!(changes[2].change, "deleted");

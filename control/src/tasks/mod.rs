@@ -11,13 +11,12 @@ mod lines;
 mod runner;
 mod stream;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::FutureExt;
-use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
@@ -54,22 +53,7 @@ pub enum TaskError {
     Store(#[from] StoreError),
 }
 
-/// `POST /v1/sandboxes/{id}/tasks`.
-#[derive(Debug, Deserialize)]
-pub struct CreateTask {
-    #[serde(default)]
-    pub prompt: String,
-    pub agent: Option<String>,
-    pub model: Option<String>,
-    pub timeout_s: Option<u64>,
-    #[serde(default)]
-    pub env: BTreeMap<String, String>,
-    /// A command run after the agent (e.g. `pnpm build`); its failure fails the task.
-    pub check: Option<String>,
-    /// Continue the agent's previous session in this sandbox.
-    #[serde(rename = "continue", default)]
-    pub resume: bool,
-}
+pub use berth_api::CreateTask;
 
 struct Worker {
     task_id: String,
