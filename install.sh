@@ -176,6 +176,8 @@ SANDBOX_IMAGE="$(get_env BERTH_IMAGE)"; SANDBOX_IMAGE="${SANDBOX_IMAGE:-berth-sa
 DATA_DIR="$(get_env BERTH_DATA_DIR)"; DATA_DIR="${DATA_DIR:-/var/lib/berth}"
 API_PORT="$(get_env BERTH_API_PORT)"; API_PORT="${API_PORT:-9090}"
 BASE_IMAGE="${BERTH_BASE_IMAGE:-berth-base:bookworm}"
+# Where the `berth` CLI goes on the host.
+BIN_DIR="${BERTH_BIN_DIR:-/usr/local/bin}"
 
 # ── Images ───────────────────────────────────────────────────────────────────
 # The sandbox image; its build log is kept, its warnings (missing agents) shown.
@@ -205,6 +207,14 @@ if [ "$online" = 1 ]; then
   say "building images (from source, in Docker)"
   "${DOCKER[@]}" build -q -f deploy/Dockerfile --target control -t "berth-control:$VERSION" . >/dev/null
   "${DOCKER[@]}" build -q -f deploy/Dockerfile --target edge -t "berth-edge:$VERSION" . >/dev/null
+  say "installing the berth CLI in $BIN_DIR"
+  "${DOCKER[@]}" build -q -f deploy/Dockerfile --target cli -t "berth-cli:$VERSION" . >/dev/null
+  cid="$("${DOCKER[@]}" create "berth-cli:$VERSION")"
+  mkdir -p "$BIN_DIR"
+  "${DOCKER[@]}" cp "$cid:/usr/local/bin/berth" "$BIN_DIR/berth.new"
+  "${DOCKER[@]}" rm "$cid" >/dev/null
+  "${DOCKER[@]}" rmi "berth-cli:$VERSION" >/dev/null || true
+  chmod 0755 "$BIN_DIR/berth.new" && mv -f "$BIN_DIR/berth.new" "$BIN_DIR/berth"
   "${DOCKER[@]}" build -f agent-image/Dockerfile -t "$SANDBOX_IMAGE" agent-image/ | grep -E "WARNING|^Step [0-9]+/" || true
 else
   say "no image registry: building locally (host cargo + debootstrap)"
@@ -212,9 +222,12 @@ else
   # What building berth (pingora, openssl) and the base image need.
   command -v dpkg-query >/dev/null 2>&1 && need_packages cmake pkg-config libssl-dev build-essential debootstrap
   agent-image/build-base.sh "$BASE_IMAGE"
-  say "compiling berth-control and berth-edge (release)"
-  cargo build --release --locked -q -p berth-control -p berth-edge
+  say "compiling berth-control, berth-edge and the berth CLI (release)"
+  cargo build --release --locked -q -p berth-control -p berth-edge -p berth-cli
   target="${CARGO_TARGET_DIR:-$PWD/target}"
+  say "installing the berth CLI in $BIN_DIR"
+  mkdir -p "$BIN_DIR"
+  install -m 0755 "$target/release/berth" "$BIN_DIR/berth"
   ctx="$(mktemp -d)"
   trap 'rm -rf "$ctx"' EXIT
   mkdir -p "$ctx/bin"
@@ -273,7 +286,13 @@ berth is running.
   Previews: $scheme://s-<id>-<port>.preview.$domain$suffix
   Data:     $DATA_DIR
 
-Try it:
+Try it with the CLI:
+
+  berth login http://127.0.0.1:$API_PORT --token $token
+  berth create --port 3000 --start "cd ~/workspace && python3 -m http.server 3000"
+  berth task <id> "make a todo app on port 3000" --follow
+
+or with curl:
 
   API=http://127.0.0.1:$API_PORT; AUTH="Authorization: Bearer $token"
   curl -s -H "\$AUTH" -XPOST \$API/sandbox -d '{"ports":[3000],"start":"cd ~/workspace && python3 -m http.server 3000"}'

@@ -7,6 +7,7 @@
 #   ./uninstall.sh --images   also remove berth's images
 #   ./uninstall.sh --data     also DELETE the data directory (asks to confirm)
 #   ./uninstall.sh --all      --images and --data
+# The berth CLI install.sh put in BERTH_BIN_DIR (/usr/local/bin) is removed too.
 #   ./uninstall.sh --yes      do not ask
 #
 # Only what berth made is touched: containers of this install (labelled
@@ -50,11 +51,18 @@ NETWORK="$(get_env BERTH_NETWORK)"; NETWORK="${NETWORK:-berth}"
 VERSION="$(get_env BERTH_VERSION)"; VERSION="${VERSION:-latest}"
 SANDBOX_IMAGE="$(get_env BERTH_IMAGE)"; SANDBOX_IMAGE="${SANDBOX_IMAGE:-berth-sandbox:latest}"
 BASE_IMAGE="${BERTH_BASE_IMAGE:-berth-base:bookworm}"
+BIN_DIR="${BERTH_BIN_DIR:-/usr/local/bin}"
 
 if [ "$data" = 1 ] && [ "$yes" != 1 ]; then
   printf 'This DELETES every workspace and the database in %s. Type "delete" to go on: ' "$DATA_DIR"
   read -r answer
   [ "$answer" = delete ] || die "nothing was deleted"
+fi
+
+# The CLI install.sh put on the host (its config in ~/.config/berth stays).
+if [ -x "$BIN_DIR/berth" ] && "$BIN_DIR/berth" --version 2>/dev/null | grep -q '^berth '; then
+  say "removing the berth CLI from $BIN_DIR"
+  rm -f "$BIN_DIR/berth"
 fi
 
 say "stopping the stack"

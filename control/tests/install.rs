@@ -119,6 +119,8 @@ async fn install_use_and_uninstall_leave_nothing_behind() {
         ("BERTH_NETWORK", format!("berth-e2e-{pid}")),
         ("BERTH_NETWORK_BRIDGE", format!("be2e{}", pid % 100_000)),
         ("BERTH_OFFLINE", "1".to_string()),
+        // The CLI goes where the test can look, never into /usr/local/bin.
+        ("BERTH_BIN_DIR", data.join("bin").display().to_string()),
         // A target directory of its own: this test runs inside `cargo test`.
         ("CARGO_TARGET_DIR", "/var/tmp/berth-target-e2e".to_string()),
         // The install flow is under test, not the optimiser: a cheaper
@@ -147,6 +149,29 @@ async fn install_use_and_uninstall_leave_nothing_behind() {
         .unwrap()
         .to_string();
     assert!(out.contains(&token), "the token is printed");
+    // The CLI is on the host, and the printed login line works.
+    let cli = data.join("bin/berth");
+    let login = format!("berth login http://127.0.0.1:{api_port} --token {token}");
+    assert!(out.contains(&login), "{out}");
+    let cli_home = data.join("cli-home");
+    let logged_in = Command::new(&cli)
+        .env("HOME", &cli_home)
+        .args([
+            "login",
+            &format!("http://127.0.0.1:{api_port}"),
+            "--token",
+            &token,
+        ])
+        .output()
+        .unwrap();
+    assert!(logged_in.status.success(), "{logged_in:?}");
+    let listed = Command::new(&cli)
+        .env("HOME", &cli_home)
+        .args(["--json", "ls"])
+        .output()
+        .unwrap();
+    let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert!(listed["sandboxes"].is_array(), "{listed}");
     let instance = std::fs::read_to_string(data.join("instance-id")).unwrap();
     let project = format!("berthe2e{pid}");
 
@@ -304,6 +329,8 @@ async fn install_use_and_uninstall_leave_nothing_behind() {
     let (ok, out) = install.script("uninstall.sh", &["--all", "--yes"]);
     install.uninstalled = true;
     assert!(ok, "uninstall.sh failed:\n{out}");
+    assert!(out.contains("removing the berth CLI"), "{out}");
+    assert!(!data.join("bin/berth").exists(), "the CLI is removed");
     let labelled = |label: String| docker(&["ps", "-aq", "--filter", &format!("label={label}")]).1;
     assert_eq!(
         labelled(format!("berth.instance={instance}")),
