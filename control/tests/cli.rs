@@ -92,7 +92,13 @@ async fn the_cli_drives_a_sandbox_from_login_to_removal() {
     assert!(made.stdout.contains("running"), "{}", made.stdout);
     assert!(made.stdout.contains("port 3000"), "{}", made.stdout);
     let list = json_of(&berth(h, &[], &["--json", "ls"]));
-    let id = list["sandboxes"][0]["id"].as_str().unwrap().to_string();
+    let first = list["sandboxes"][0]["id"].as_str().unwrap().to_string();
+    let quiet = berth(h, &[], &["create", "--quiet"]);
+    let id = quiet.stdout.trim().to_string();
+    assert_eq!(id.len(), 26, "only the id: {}", quiet.stdout);
+    let rm = berth(h, &[], &["rm", &id]);
+    assert_eq!(rm.code, 0, "{}", rm.stderr);
+    let id = first;
     let table = berth(h, &[], &["ls"]);
     assert!(table.stdout.starts_with("ID"), "{}", table.stdout);
     assert!(table.stdout.contains(&id));

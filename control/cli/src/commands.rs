@@ -102,6 +102,7 @@ pub async fn run(cmd: Cmd, json: bool) -> Result<i32, CliError> {
             private,
             memory,
             no_wait,
+            quiet,
         } => {
             let req = CreateRequest {
                 id,
@@ -113,7 +114,11 @@ pub async fn run(cmd: Cmd, json: bool) -> Result<i32, CliError> {
                 public: private.then_some(false),
                 ..Default::default()
             };
-            let mut spinner = Spinner::new();
+            let mut spinner = if quiet {
+                Spinner::hidden()
+            } else {
+                Spinner::new()
+            };
             spinner.tick("creating");
             let result: Result<(Value, SandboxView), CliError> =
                 client.call(Method::POST, "/v1/sandboxes", Some(&req)).await;
@@ -126,7 +131,11 @@ pub async fn run(cmd: Cmd, json: bool) -> Result<i32, CliError> {
             if !no_wait {
                 sandbox = wait_running(&client, &sandbox.id, &mut spinner).await?;
             }
-            show(&sandbox, &style);
+            if quiet {
+                println!("{}", sandbox.id);
+            } else {
+                show(&sandbox, &style);
+            }
             Ok(0)
         }
         Cmd::Info { id } => {

@@ -65,6 +65,9 @@ pub enum Cmd {
         /// Answer at once rather than waiting for the sandbox to run.
         #[arg(long)]
         no_wait: bool,
+        /// Print only the new sandbox's id (once it runs).
+        #[arg(long, short = 'q')]
+        quiet: bool,
     },
     /// One sandbox in detail.
     Info { id: String },

@@ -111,6 +111,14 @@ impl Spinner {
         }
     }
 
+    /// One that never draws.
+    pub fn hidden() -> Self {
+        Self {
+            on: false,
+            ..Self::new()
+        }
+    }
+
     pub fn tick(&mut self, what: &str) {
         if !self.on {
             return;
