@@ -95,7 +95,13 @@ async fn the_cli_drives_a_sandbox_from_login_to_removal() {
     let first = list["sandboxes"][0]["id"].as_str().unwrap().to_string();
     let quiet = berth(h, &[], &["create", "--quiet"]);
     let id = quiet.stdout.trim().to_string();
-    assert_eq!(id.len(), 26, "only the id: {}", quiet.stdout);
+    assert_eq!(
+        (quiet.code, id.len()),
+        (0, 26),
+        "only the id: {:?} {}",
+        quiet.stdout,
+        quiet.stderr
+    );
     let rm = berth(h, &[], &["rm", &id]);
     assert_eq!(rm.code, 0, "{}", rm.stderr);
     let id = first;
