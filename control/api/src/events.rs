@@ -9,6 +9,25 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
+/// The task stream's event names, each with the schema of its `data:`.
+pub const TASK_EVENTS: &[(&str, &str)] = &[
+    ("status", "StatusEvent"),
+    ("message", "MessageEvent"),
+    ("tool_call", "ToolCallEvent"),
+    ("tool_result", "ToolResultEvent"),
+    ("log", "LogEvent"),
+    ("error", "ErrorEvent"),
+    ("done", "DoneEvent"),
+];
+
+/// The streamed exec's event names, each with the schema of its `data:`.
+pub const EXEC_EVENTS: &[(&str, &str)] = &[
+    ("stdout", "ExecOutputEvent"),
+    ("stderr", "ExecOutputEvent"),
+    ("exit", "ExecExitEvent"),
+    ("error", "ExecErrorEvent"),
+];
+
 /// `event: status`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct StatusEvent {

@@ -3,6 +3,8 @@
 //! integration test here also makes `cargo test --workspace` build the
 //! `berth` binary that the control's test runs.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 

@@ -86,7 +86,7 @@ pub async fn wake(
     })))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct ActivityReport {
     /// Sandbox id → last activity, unix milliseconds.
     #[serde(default)]
@@ -101,7 +101,7 @@ pub struct ActivityReport {
     operation_id = "edge_activity",
     tag = "edge",
     summary = "Preview traffic the edge saw: keeps sandboxes from being reaped",
-    request_body(content = serde_json::Value, content_type = "application/json", description = "`{\"sandboxes\": {\"<id>\": <unix ms>}}`"),
+    request_body(content = Option<ActivityReport>, content_type = "application/json", description = "Sandbox id to the last time (unix ms) the edge saw traffic for it"),
     responses((status = 204, description = "Recorded"), super::openapi::ActivityErrors)
 )]
 pub async fn activity(

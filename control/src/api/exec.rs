@@ -9,12 +9,12 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::Stream;
-use serde_json::json;
 
 use super::extract::JsonBody;
 use super::openapi::SandboxPath;
 use super::{ApiError, AppState};
 use crate::sandbox::{ExecBody, ExecEvent};
+use berth_api::events::{ExecErrorEvent, ExecExitEvent, ExecOutputEvent};
 
 pub use berth_api::ExecResponse;
 
@@ -65,30 +65,30 @@ pub async fn stream(
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let rx = state.sandboxes.exec_stream(&id, body).await?;
     let events = futures_util::stream::unfold(rx, |mut rx| async move {
-        let event = match rx.recv().await? {
-            ExecEvent::Stdout(text) => Event::default()
-                .event("stdout")
-                .data(json!({"text": text}).to_string()),
-            ExecEvent::Stderr(text) => Event::default()
-                .event("stderr")
-                .data(json!({"text": text}).to_string()),
+        let (name, data) = match rx.recv().await? {
+            ExecEvent::Stdout(text) => ("stdout", to_json(&ExecOutputEvent { text })),
+            ExecEvent::Stderr(text) => ("stderr", to_json(&ExecOutputEvent { text })),
             ExecEvent::Exit {
                 exit_code,
                 timed_out,
                 duration,
-            } => Event::default().event("exit").data(
-                json!({
-                    "exit_code": exit_code,
-                    "timed_out": timed_out,
-                    "duration_ms": duration.as_millis() as u64,
-                })
-                .to_string(),
+            } => (
+                "exit",
+                to_json(&ExecExitEvent {
+                    exit_code,
+                    timed_out,
+                    duration_ms: u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
+                }),
             ),
-            ExecEvent::Error(message) => Event::default()
-                .event("error")
-                .data(json!({"message": message}).to_string()),
+            ExecEvent::Error(message) => ("error", to_json(&ExecErrorEvent { message })),
         };
+        let event = Event::default().event(name).data(data);
         Some((Ok(event), rx))
     });
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+/// An event's `data:` (these types always serialise).
+fn to_json<T: serde::Serialize>(data: &T) -> String {
+    serde_json::to_string(data).unwrap_or_default()
 }

@@ -1,8 +1,8 @@
 //! Extractors that answer in berth's error shape.
 //!
 //! The JSON body extractor does not insist on `Content-Type: application/json` (the curl
-//! one-liners users paste send form types), and an empty body reads as `{}`
-//! so that optional bodies can be left out.
+//! one-liners users paste send form types), and an empty body or `null`
+//! reads as `{}` so that optional bodies can be left out.
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -32,7 +32,8 @@ where
                 ApiError::invalid(format!("could not read the request body: {e}"))
             }
         })?;
-        let text: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+        let trimmed = bytes.trim_ascii();
+        let text: &[u8] = if trimmed.is_empty() || trimmed == b"null" {
             b"{}"
         } else {
             &bytes

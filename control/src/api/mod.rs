@@ -117,6 +117,9 @@ pub fn router(state: AppState, tokens: Tokens) -> Router {
     let (public, _) = public_routes().split_for_parts();
     public
         .merge(api)
+        .layer(axum::Extension(reference::Reference::new(
+            state.sandboxes.settings(),
+        )))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(

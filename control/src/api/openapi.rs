@@ -68,25 +68,20 @@ pub fn error_responses(codes: &[ErrorCode], public: bool) -> BTreeMap<String, Re
 /// those codes' errors (plus the [`AUTH`] ones); use it in a handler's
 /// `responses(…)`. `errors!(public Name: …)` leaves out [`AUTH`].
 macro_rules! errors {
-    ($name:ident: $($code:ident),* $(,)?) => {
-        pub struct $name;
-        impl utoipa::IntoResponses for $name {
-            fn responses() -> std::collections::BTreeMap<
-                String,
-                utoipa::openapi::RefOr<utoipa::openapi::response::Response>,
-            > {
-                $crate::api::openapi::error_responses(&[$(berth_api::ErrorCode::$code),*], false)
-            }
-        }
-    };
     (public $name:ident: $($code:ident),* $(,)?) => {
+        errors!(@type $name, true, $($code),*);
+    };
+    ($name:ident: $($code:ident),* $(,)?) => {
+        errors!(@type $name, false, $($code),*);
+    };
+    (@type $name:ident, $public:expr, $($code:ident),*) => {
         pub struct $name;
         impl utoipa::IntoResponses for $name {
             fn responses() -> std::collections::BTreeMap<
                 String,
                 utoipa::openapi::RefOr<utoipa::openapi::response::Response>,
             > {
-                $crate::api::openapi::error_responses(&[$(berth_api::ErrorCode::$code),*], true)
+                $crate::api::openapi::error_responses(&[$(berth_api::ErrorCode::$code),*], $public)
             }
         }
     };
@@ -182,7 +177,117 @@ pub fn finish(mut api: utoipa::openapi::OpenApi) -> Value {
             op.tags = Some(vec!["sandboxed".to_string()]);
         }
     }
-    serde_json::to_value(&api).unwrap_or(Value::Null)
+    let mut doc = serde_json::to_value(&api).unwrap_or(Value::Null);
+    describe_streams(&mut doc);
+    doc
+}
+
+/// Which operations answer with an event stream, and the events each sends.
+const STREAMS: &[(&str, &[(&str, &str)])] = &[
+    ("exec_stream", berth_api::events::EXEC_EVENTS),
+    ("task_events", berth_api::events::TASK_EVENTS),
+];
+
+/// Gives each `text/event-stream` answer the schema of one event, as
+/// OpenAPI 3.1 reads it for a stream: an object with `event`, `data` (JSON
+/// text whose schema is `contentSchema`) and, for replayable streams, `id`.
+fn describe_streams(doc: &mut Value) {
+    let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for op in paths
+        .values_mut()
+        .filter_map(Value::as_object_mut)
+        .flat_map(|item| item.values_mut())
+    {
+        let name = op["operationId"].as_str().unwrap_or_default();
+        let name = name.strip_prefix("sandboxed_").unwrap_or(name);
+        let Some((_, events)) = STREAMS.iter().find(|(op_id, _)| *op_id == name) else {
+            continue;
+        };
+        let one_of: Vec<Value> = events
+            .iter()
+            .map(|(event, schema)| {
+                json!({
+                    "type": "object",
+                    "required": ["event", "data"],
+                    "properties": {
+                        "event": {"const": event},
+                        "data": {
+                            "type": "string",
+                            "contentMediaType": "application/json",
+                            "contentSchema": {"$ref": format!("#/components/schemas/{schema}")},
+                        },
+                        "id": {"type": "string"},
+                        "retry": {"type": "integer"},
+                    },
+                })
+            })
+            .collect();
+        if let Some(content) = op.pointer_mut("/responses/200/content/text~1event-stream") {
+            content["schema"] = json!({"oneOf": one_of});
+        }
+    }
+}
+
+/// The document as this host answers it: [`document`] with the limits
+/// its settings put on requests written in, so that a client (or a fuzzer)
+/// reading the schema knows what will be refused before sending it.
+pub fn for_host(settings: &crate::config::Settings) -> Value {
+    use crate::sandbox::request::{MAX_ENV, MAX_IDLE_TIMEOUT_S, MAX_PORTS};
+    let mut doc = document().clone();
+    let env_names = json!({
+        "maxProperties": MAX_ENV,
+        "propertyNames": {
+            "type": "string",
+            "pattern": "^[A-Za-z_][A-Za-z0-9_]*$",
+            "not": {"anyOf": [{"const": "HOME"}, {"pattern": "^BERTH_"}]},
+        },
+    });
+    let limits = [
+        (
+            "ExecBody",
+            "timeout_s",
+            json!({"minimum": 1, "maximum": settings.exec_timeout.as_secs()}),
+        ),
+        ("ExecBody", "env", env_names.clone()),
+        (
+            "CreateTask",
+            "timeout_s",
+            json!({"minimum": 1, "maximum": settings.task_timeout_max.as_secs()}),
+        ),
+        ("CreateTask", "env", env_names.clone()),
+        ("CreateRequest", "env", env_names),
+        (
+            "CreateRequest",
+            "ports",
+            json!({"maxItems": MAX_PORTS, "items": {"minimum": 1, "maximum": u16::MAX}}),
+        ),
+        (
+            "CreateRequest",
+            "idle_timeout_s",
+            json!({"minimum": 1, "maximum": MAX_IDLE_TIMEOUT_S}),
+        ),
+    ];
+    for (schema, field, limit) in limits {
+        let pointer = format!("/components/schemas/{schema}/properties/{field}");
+        if let Some(property) = doc.pointer_mut(&pointer) {
+            merge(property, limit);
+        }
+    }
+    doc
+}
+
+/// `patch`'s keys into `target`, objects merged key by key.
+fn merge(target: &mut Value, patch: Value) {
+    match (target, patch) {
+        (Value::Object(target), Value::Object(patch)) => {
+            for (key, value) in patch {
+                merge(target.entry(key).or_insert(Value::Null), value);
+            }
+        }
+        (target, patch) => *target = patch,
+    }
 }
 
 /// The document, built once.

@@ -26,7 +26,7 @@ const MAX_TTL_S: i64 = 30 * 86_400;
     tag = "preview",
     summary = "Mint a token that opens a private sandbox's previews",
     params(SandboxPath),
-    request_body(content = berth_api::preview::TokenRequest, content_type = "application/json", description = "Optional"),
+    request_body(content = Option<berth_api::preview::TokenRequest>, content_type = "application/json", description = "Optional"),
     responses((status = 200, body = berth_api::preview::PreviewToken), super::openapi::TokenErrors)
 )]
 pub async fn mint(

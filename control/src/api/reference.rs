@@ -4,14 +4,15 @@
 //! the network, so it works on a host with no internet access.
 
 use std::fmt::Write;
-use std::sync::OnceLock;
+use std::sync::Arc;
 
-use axum::Json;
+use axum::Extension;
+use axum::body::Bytes;
 use axum::http::header;
 use axum::response::IntoResponse;
 use serde_json::Value;
 
-use super::openapi::document;
+use super::openapi::for_host;
 
 #[utoipa::path(
     get,
@@ -22,8 +23,11 @@ use super::openapi::document;
     responses((status = 200, body = serde_json::Value), super::openapi::NoErrors),
     security(())
 )]
-pub async fn openapi_json() -> Json<&'static Value> {
-    Json(document())
+pub async fn openapi_json(Extension(reference): Extension<Arc<Reference>>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        reference.json.clone(),
+    )
 }
 
 #[utoipa::path(
@@ -35,9 +39,7 @@ pub async fn openapi_json() -> Json<&'static Value> {
     responses((status = 200, content_type = "text/html", body = String), super::openapi::NoErrors),
     security(())
 )]
-pub async fn docs() -> impl IntoResponse {
-    static PAGE: OnceLock<String> = OnceLock::new();
-    let page = PAGE.get_or_init(|| render(document()));
+pub async fn docs(Extension(reference): Extension<Arc<Reference>>) -> impl IntoResponse {
     (
         [
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),
@@ -46,8 +48,24 @@ pub async fn docs() -> impl IntoResponse {
                 "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
             ),
         ],
-        page.as_str(),
+        reference.page.clone(),
     )
+}
+
+/// This host's document, rendered once at start.
+pub struct Reference {
+    json: Bytes,
+    page: Bytes,
+}
+
+impl Reference {
+    pub fn new(settings: &crate::config::Settings) -> Arc<Self> {
+        let doc = for_host(settings);
+        Arc::new(Self {
+            json: Bytes::from(serde_json::to_vec(&doc).unwrap_or_default()),
+            page: Bytes::from(render(&doc)),
+        })
+    }
 }
 
 /// Text for HTML: nothing in the document becomes markup.

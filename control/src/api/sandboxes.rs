@@ -79,7 +79,7 @@ pub fn view(
     operation_id = "create_sandbox",
     tag = "sandboxes",
     summary = "Create a sandbox (and start it)",
-    request_body(content = berth_api::CreateRequest, content_type = "application/json"),
+    request_body(content = Option<berth_api::CreateRequest>, content_type = "application/json", description = "Optional: every field has a default"),
     responses((status = 201, body = SandboxView, description = "Created and starting; `Location` names it", headers(("Location" = String, description = "The sandbox's URL"))), super::openapi::CreateErrors)
 )]
 pub async fn create(
@@ -222,7 +222,7 @@ pub async fn purge(
     tag = "sandboxes",
     summary = "Postpone the idle reaper",
     params(SandboxPath),
-    request_body(content = berth_api::KeepaliveBody, content_type = "application/json", description = "Optional"),
+    request_body(content = Option<berth_api::KeepaliveBody>, content_type = "application/json", description = "Optional"),
     responses((status = 200, body = SandboxView), super::openapi::KeepaliveErrors)
 )]
 pub async fn keepalive(

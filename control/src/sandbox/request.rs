@@ -11,8 +11,10 @@ use crate::units::ByteSize;
 
 use super::SandboxError;
 
-const MAX_PORTS: usize = 32;
-const MAX_ENV: usize = 256;
+pub const MAX_PORTS: usize = 32;
+pub const MAX_ENV: usize = 256;
+/// The longest idle timeout a sandbox may ask for: 30 days.
+pub const MAX_IDLE_TIMEOUT_S: i64 = 30 * 86_400;
 const MAX_METADATA: usize = 32;
 
 pub use berth_api::exec::{Command, ExecBody};
@@ -159,10 +161,10 @@ pub fn new_sandbox(req: CreateRequest, settings: &Settings) -> Result<NewSandbox
 
         let idle_timeout_s = match req.idle_timeout_s {
             None => i64::try_from(settings.idle_timeout.as_secs()).unwrap_or(i64::MAX),
-            Some(s) if (1..=30 * 86_400).contains(&s) => s,
+            Some(s) if (1..=MAX_IDLE_TIMEOUT_S).contains(&s) => s,
             Some(s) => {
                 return Err(invalid(format!(
-                    "idle_timeout_s {s} is not valid: use 1 to 2592000 seconds"
+                    "idle_timeout_s {s} is not valid: use 1 to {MAX_IDLE_TIMEOUT_S} seconds"
                 )));
             }
         };
