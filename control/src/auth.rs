@@ -48,6 +48,10 @@ pub enum AuthError {
     Invalid,
     #[error("token `{name}` may not use this route")]
     Forbidden { name: String },
+    #[error(
+        "a browser request from another site (or through a name that is not loopback) is refused: with no tokens, only this host's own pages may call the API"
+    )]
+    CrossSite,
 }
 
 /// The caller a valid token belongs to, put in request extensions.
@@ -166,6 +170,9 @@ pub async fn require_token(
     next: Next,
 ) -> Result<Response, crate::api::ApiError> {
     if tokens.is_empty() {
+        if !from_this_host(request.headers()) {
+            return Err(AuthError::CrossSite.into());
+        }
         return Ok(next.run(request).await);
     }
     let header = request
@@ -181,12 +188,77 @@ pub async fn require_token(
     Ok(next.run(request).await)
 }
 
+/// With no tokens, anything that can reach the loopback port could call
+/// the API, and a browser can: a page on another site posting a "simple"
+/// request (CSRF), or a name rebound to 127.0.0.1 (DNS rebinding). So the
+/// `Host` must be a loopback name and a browser's `Origin`, when it sends
+/// one, this same host. Non-browser clients send no `Origin`.
+fn from_this_host(headers: &axum::http::HeaderMap) -> bool {
+    let header = |name| headers.get(name).and_then(|v| v.to_str().ok());
+    let Some(host) = header(axum::http::header::HOST) else {
+        return true; // HTTP/1.0 with no Host: not a browser.
+    };
+    if !is_loopback_name(host) {
+        return false;
+    }
+    match header(axum::http::header::ORIGIN) {
+        None => true,
+        Some(origin) => origin
+            .split_once("://")
+            .is_some_and(|(_, authority)| authority.eq_ignore_ascii_case(host)),
+    }
+}
+
+/// `127.0.0.1:9090`, `localhost`, `[::1]:9090` …
+fn is_loopback_name(host: &str) -> bool {
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
+    };
+    let name = name.trim_start_matches('[').trim_end_matches(']');
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const A: &str = "aaaaaaaaaaaaaaaaaaaa";
     const B: &str = "bbbbbbbbbbbbbbbbbbbb";
+
+    #[test]
+    fn only_this_hosts_pages_may_call_without_tokens() {
+        let headers = |pairs: &[(&'static str, &'static str)]| {
+            let mut h = axum::http::HeaderMap::new();
+            for (k, v) in pairs {
+                h.insert(*k, axum::http::HeaderValue::from_static(v));
+            }
+            h
+        };
+        assert!(from_this_host(&headers(&[("host", "127.0.0.1:9090")])));
+        assert!(from_this_host(&headers(&[("host", "[::1]:9090")])));
+        assert!(from_this_host(&headers(&[
+            ("host", "localhost:9090"),
+            ("origin", "http://localhost:9090")
+        ])));
+        // Another site's page, and a rebound name.
+        assert!(!from_this_host(&headers(&[
+            ("host", "127.0.0.1:9090"),
+            ("origin", "https://evil.example")
+        ])));
+        assert!(!from_this_host(&headers(&[
+            ("host", "127.0.0.1:9090"),
+            ("origin", "null")
+        ])));
+        assert!(!from_this_host(&headers(&[("host", "evil.example:9090")])));
+        assert!(!from_this_host(&headers(&[(
+            "host",
+            "127.0.0.1.evil.example"
+        )])));
+    }
 
     #[test]
     fn parses_names_and_secrets() {

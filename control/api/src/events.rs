@@ -20,6 +20,9 @@ pub const TASK_EVENTS: &[(&str, &str)] = &[
     ("done", "DoneEvent"),
 ];
 
+/// The fleet stream's (`GET /v1/fleet/events`) event names.
+pub const FLEET_EVENTS: &[(&str, &str)] = &[("sandboxes", "SandboxList")];
+
 /// The streamed exec's event names, each with the schema of its `data:`.
 pub const EXEC_EVENTS: &[(&str, &str)] = &[
     ("stdout", "ExecOutputEvent"),

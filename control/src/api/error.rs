@@ -100,7 +100,9 @@ impl IntoResponse for ApiError {
 impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> Self {
         match e {
-            AuthError::Forbidden { .. } => Self::new(ErrorCode::Forbidden, e.to_string()),
+            AuthError::Forbidden { .. } | AuthError::CrossSite => {
+                Self::new(ErrorCode::Forbidden, e.to_string())
+            }
             AuthError::Missing | AuthError::Invalid => {
                 Self::new(ErrorCode::Unauthorized, e.to_string())
             }

@@ -1,11 +1,13 @@
 //! The HTTP API: one file per resource; errors become responses in
 //! [`error`] only.
 
+mod dashboard;
 mod edge;
 mod error;
 mod exec;
 mod extract;
 mod files;
+mod fleet;
 mod health;
 mod metrics;
 pub mod openapi;
@@ -53,6 +55,9 @@ fn public_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(health::readyz))
         .routes(routes!(reference::openapi_json))
         .routes(routes!(reference::docs))
+        .routes(routes!(dashboard::root))
+        .routes(routes!(dashboard::page))
+        .routes(routes!(dashboard::file))
 }
 
 /// Routes that need a token. Routes of the `sandboxed` API are kept as
@@ -92,6 +97,7 @@ fn authenticated_routes() -> OpenApiRouter<AppState> {
         )
         .nest("/sandbox/{id}", sandbox_routes())
         .nest("/v1/sandboxes/{id}", sandbox_routes())
+        .routes(routes!(fleet::events))
         .routes(routes!(health::info))
         .routes(routes!(metrics::scrape))
         .routes(routes!(edge::bootstrap))

@@ -116,6 +116,7 @@ macro_rules! errors {
         (name = "files", description = "Workspace files"),
         (name = "tasks", description = "Coding-agent tasks"),
         (name = "preview", description = "Preview tokens of private sandboxes"),
+        (name = "dashboard", description = "The web dashboard's page and assets (embedded; nothing from the network)"),
         (name = "system", description = "Health, facts, metrics and this document"),
         (name = "edge", description = "Routes berth-edge uses (its scoped token opens only these)"),
         (name = "sandboxed", description = "Aliases kept for clients of the `sandboxed` API"),
@@ -186,6 +187,7 @@ pub fn finish(mut api: utoipa::openapi::OpenApi) -> Value {
 const STREAMS: &[(&str, &[(&str, &str)])] = &[
     ("exec_stream", berth_api::events::EXEC_EVENTS),
     ("task_events", berth_api::events::TASK_EVENTS),
+    ("fleet_events", berth_api::events::FLEET_EVENTS),
 ];
 
 /// Gives each `text/event-stream` answer the schema of one event, as
@@ -338,3 +340,4 @@ errors!(TokenErrors: InvalidRequest, NotFound, TooLarge, InsufficientStorage);
 errors!(ActivityErrors: InvalidRequest, TooLarge, InsufficientStorage);
 errors!(public ReadyErrors: NotReady);
 errors!(public NoErrors:);
+errors!(public AssetErrors: NotFound);
