@@ -19,6 +19,15 @@ impl Home {
     }
 }
 
+impl Home {
+    /// Writes `~/.config/berth/config.toml`.
+    fn config(&self, text: &str) {
+        let dir = self.0.join(".config/berth");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("config.toml"), text).unwrap();
+    }
+}
+
 impl Drop for Home {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
@@ -67,9 +76,7 @@ fn usage_errors_exit_2_and_help_names_the_commands() {
 #[test]
 fn an_unreachable_control_exits_3_naming_where_it_looked() {
     let home = Home::new("away");
-    let dir = home.0.join(".config/berth");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("config.toml"), "url = \"http://127.0.0.1:1\"\n").unwrap();
+    home.config("url = \"http://127.0.0.1:1\"\n");
     let (code, _, err) = berth(&home.0, &[], &["ls"]);
     assert_eq!(code, 3, "{err}");
     assert!(err.contains("127.0.0.1:1"), "{err}");
@@ -83,9 +90,7 @@ fn an_unreachable_control_exits_3_naming_where_it_looked() {
 #[test]
 fn a_broken_config_file_is_named_not_ignored() {
     let home = Home::new("broken");
-    let dir = home.0.join(".config/berth");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("config.toml"), "url = [not toml").unwrap();
+    home.config("url = [not toml");
     let (code, _, err) = berth(&home.0, &[], &["ls"]);
     assert_ne!(code, 0);
     assert!(err.contains("config.toml"), "{err}");
