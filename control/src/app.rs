@@ -131,6 +131,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
         docker,
         started: Instant::now(),
         health,
+        fleet: api::FleetGauge::default(),
     };
     let app = api::router(state, tokens.clone());
     // The bound address (the setting may say port 0).

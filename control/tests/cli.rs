@@ -171,6 +171,23 @@ async fn the_cli_drives_a_sandbox_from_login_to_removal() {
         .collect();
     assert_eq!(events.last().unwrap()["event"], "done");
     assert_eq!(events[0]["id"], "1");
+    // The task's diff, as git wrote it; a file it did not change is a 404.
+    let diff = berth(h, &[], &["diff", &id, task_id]);
+    assert_eq!(diff.code, 0, "{}", diff.stderr);
+    assert!(
+        diff.stdout
+            .starts_with("diff --git a/index.html b/index.html\n")
+            && diff.stdout.contains("\n+<h1>built by claude</h1>\n"),
+        "{}",
+        diff.stdout
+    );
+    let unchanged = berth(h, &[], &["diff", &id, task_id, "nope.txt"]);
+    assert_ne!(unchanged.code, 0);
+    assert!(
+        unchanged.stderr.contains("did not change `nope.txt`"),
+        "{}",
+        unchanged.stderr
+    );
 
     // Files.
     let local = h.join("notes.txt");

@@ -1,11 +1,17 @@
 //! The dashboard, proven in a real browser: Playwright for Python (PyPI,
 //! in the venv `.ci/run` makes) drives Debian's Chromium through
-//! `tests/browser/dashboard.py` against a real control with the test agents.
+//! `tests/browser/dashboard.py` against a real control with the test agents,
+//! with a real berth-edge in front of the sandboxes for the preview frame.
 //! Screenshots land in `$CARGO_TARGET_DIR/berth-test-output/dashboard/`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+// The edge's harness, which carries control's as `control`: one `Control`
+// type for both.
+#[path = "../../edge/tests/common/mod.rs"]
+mod edge;
+
+use edge::{Edge, control as common};
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -37,10 +43,20 @@ async fn the_dashboard_works_in_a_real_chromium() {
         python.display()
     );
     common::ensure_agent_image();
+    // Previews are served by a real edge on this port (Chromium resolves
+    // every *.localhost name to loopback by itself).
+    let edge_port = common::free_port();
     let c = Control::start(&[
         ("BERTH_API_TOKENS", &format!("ui:{TOKEN}")),
         ("BERTH_IMAGE", AGENT_IMAGE),
+        ("BERTH_PREVIEW_DOMAIN", "test.localhost"),
+        ("BERTH_PREVIEW_PORT", &edge_port.to_string()),
     ])
+    .await;
+    let edge = Edge::start(
+        &c,
+        &[("BERTH_EDGE_HTTP_BIND", &format!("127.0.0.1:{edge_port}"))],
+    )
     .await;
     // The page and its assets are served with a strict policy.
     let page = c.anonymous(Method::GET, "/ui/").await;
@@ -64,10 +80,11 @@ async fn the_dashboard_works_in_a_real_chromium() {
         .expect("python runs");
     assert!(
         run.status.success(),
-        "the browser test failed (screenshots in {}):\n{}\n{}",
+        "the browser test failed (screenshots in {}):\n{}\n{}\nedge log:\n{}",
         out.display(),
         String::from_utf8_lossy(&run.stdout),
-        String::from_utf8_lossy(&run.stderr)
+        String::from_utf8_lossy(&run.stderr),
+        edge.log_text()
     );
     for shot in ["fleet.png", "sandbox.png", "fleet-390.png"] {
         assert!(out.join(shot).exists(), "{shot} was not saved");

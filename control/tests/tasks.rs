@@ -188,6 +188,48 @@ async fn an_opencode_task_with_a_check_and_a_revert() {
         vec!["added app.js", "added src/lib.js", "modified README.md"]
     );
 
+    // The diff, per file, as git writes it; editing the file afterwards
+    // does not change what the task did.
+    let task_id = task["id"].as_str().unwrap();
+    let diff_url = format!("/v1/sandboxes/{id}/tasks/{task_id}/diff");
+    c.put(
+        &format!("/v1/sandboxes/{id}/files"),
+        json!({"path": "app/README.md", "content": "later\n"}),
+    )
+    .await;
+    let diff = c.get(&diff_url).await;
+    assert_eq!(diff.status, StatusCode::OK, "{diff:?}");
+    assert_eq!(diff.body["checkpoint"], result["checkpoint"]);
+    assert_eq!(
+        diff.body["after"].as_str().unwrap().len(),
+        40,
+        "{}",
+        diff.body
+    );
+    let files = diff.body["files"].as_array().unwrap();
+    assert_eq!(files.len(), 3, "{}", diff.body);
+    let readme = files.iter().find(|f| f["path"] == "README.md").unwrap();
+    assert_eq!(readme["change"], "modified");
+    assert!(
+        readme["patch"]
+            .as_str()
+            .unwrap()
+            .ends_with("@@ -1 +1,2 @@\n before\n+edited\n"),
+        "{readme}"
+    );
+    let one = c.get(&format!("{diff_url}?path=src/lib.js")).await;
+    assert_eq!(one.body["files"].as_array().unwrap().len(), 1, "{one:?}");
+    assert_eq!(one.body["files"][0]["change"], "added");
+    assert!(
+        one.body["files"][0]["patch"]
+            .as_str()
+            .unwrap()
+            .contains("\n+export {}\n")
+    );
+    let unchanged = c.get(&format!("{diff_url}?path=other.txt")).await;
+    assert_eq!(unchanged.status, StatusCode::NOT_FOUND, "{unchanged:?}");
+    assert_eq!(unchanged.code(), "not_found");
+
     let r = c
         .post(
             &format!(
@@ -300,6 +342,14 @@ async fn cancel_kills_the_agent_and_its_children() {
     assert_eq!(
         (stop.status, stop.code()),
         (StatusCode::CONFLICT, "task_in_progress")
+    );
+    // Its diff is there once it ends.
+    let diff = c
+        .get(&format!("/v1/sandboxes/{id}/tasks/{task_id}/diff"))
+        .await;
+    assert_eq!(
+        (diff.status, diff.code()),
+        (StatusCode::CONFLICT, "conflict")
     );
 
     let r = c

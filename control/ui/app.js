@@ -7,6 +7,7 @@ const $ = (sel) => document.querySelector(sel);
 
 let token = sessionStorage.getItem(TOKEN_KEY) || "";
 let fleet = [];
+let usage = {}; // sandbox id → { memory_used_bytes, tasks_running, tasks_queued }
 let fleetAbort = null;
 let current = null; // the sandbox view's id
 let taskAbort = null;
@@ -148,6 +149,40 @@ function idleLeft(s) {
   return m ? `${m}m ${left % 60}s` : `${left}s`;
 }
 
+function bytes(n) {
+  if (n == null) return "";
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) {
+    n /= 1024;
+    i++;
+  }
+  return `${n >= 10 || i === 0 ? Math.round(n) : n.toFixed(1)} ${units[i]}`;
+}
+
+function memoryText(s) {
+  const used = (usage[s.id] || {}).memory_used_bytes;
+  return used == null ? s.memory : `${bytes(used)} / ${s.memory}`;
+}
+
+function tasksText(s) {
+  const u = usage[s.id] || {};
+  if (u.tasks_running) return u.tasks_queued ? `${u.tasks_running} running, ${u.tasks_queued} queued` : `${u.tasks_running} running`;
+  return u.tasks_queued ? `${u.tasks_queued} queued` : "–";
+}
+
+/** The usage cells change in place: no re-render, no layout jump. */
+function renderUsage() {
+  for (const tr of document.querySelectorAll("#fleet-table tbody tr")) {
+    const s = fleet.find((x) => x.id === tr.dataset.id);
+    if (!s) continue;
+    tr.querySelector("td.use").textContent = memoryText(s);
+    tr.querySelector("td.tasks-n").textContent = tasksText(s);
+  }
+  const s = current && currentSandbox();
+  if (s) $("#sandbox-usage").textContent = `memory ${memoryText(s)} · tasks ${tasksText(s)}`;
+}
+
 function statusBadge(status) {
   return el("span", { class: `status s-${status}` }, status);
 }
@@ -181,9 +216,10 @@ function renderFleet() {
       { "data-id": s.id },
       el("td", {}, el("a", { href: `#/s/${encodeURIComponent(s.id)}` }, s.id)),
       el("td", {}, statusBadge(s.status)),
-      el("td", {}, s.image),
-      el("td", {}, s.memory),
-      el("td", { class: "ago", "data-at": s.last_active_at }, ago(s.last_active_at)),
+      el("td", { class: "roomy" }, s.image),
+      el("td", { class: "use roomy" }, memoryText(s)),
+      el("td", { class: "tasks-n" }, tasksText(s)),
+      el("td", { class: "ago roomy", "data-at": s.last_active_at }, ago(s.last_active_at)),
       el("td", { class: "idle", "data-id": s.id }, idleLeft(s)),
       el("td", { class: "links" }, previews(s)),
     ),
@@ -203,6 +239,11 @@ async function watchFleet() {
   while (!abort.signal.aborted) {
     try {
       await sse("GET", "/v1/fleet/events", undefined, abort.signal, (event, data) => {
+        if (event === "usage") {
+          usage = data.sandboxes || {};
+          renderUsage();
+          return;
+        }
         if (event !== "sandboxes") return;
         fleet = data.sandboxes || [];
         setLive("live");
@@ -280,6 +321,7 @@ function renderSandboxHeader() {
   const status = $("#sandbox-status");
   status.replaceChildren(s ? statusBadge(s.status) : statusBadge("gone"));
   $("[data-action=link]").hidden = !s || s.public;
+  $("#sandbox-usage").textContent = s ? `memory ${memoryText(s)} · tasks ${tasksText(s)}` : "";
   const tabs = $("#preview-tabs");
   const ports = s ? Object.keys(s.preview_urls || {}) : [];
   if (tabs.dataset.ports !== ports.join(",")) {
@@ -311,6 +353,12 @@ async function openPreview(port) {
   $("#preview").src = url;
 }
 
+/** After a task: the app may have changed, so the open preview loads again. */
+function reloadPreview() {
+  const tab = $("#preview-tabs [aria-selected=true]");
+  if (tab) openPreview(tab.dataset.port);
+}
+
 async function openSandbox(id) {
   current = id;
   show("sandbox");
@@ -329,6 +377,9 @@ async function openSandbox(id) {
   }
   renderSandboxHeader();
   loadTasks();
+  $("#file-form").hidden = true;
+  editing = null;
+  loadDir("");
 }
 
 async function action(name) {
@@ -387,10 +438,22 @@ function eventItem(event, data) {
   }
 }
 
+// Streamed items are added once per frame, together: a burst of events
+// costs one layout, and a reader scrolled up is not pulled down.
+const pending = new Map(); // list → items waiting for the next frame
+
 function append(list, item) {
-  const nearBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
-  list.append(item);
-  if (nearBottom) list.scrollTop = list.scrollHeight;
+  if (!pending.has(list)) {
+    pending.set(list, []);
+    requestAnimationFrame(() => {
+      const items = pending.get(list) || [];
+      pending.delete(list);
+      const nearBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
+      list.append(...items);
+      if (nearBottom) list.scrollTop = list.scrollHeight;
+    });
+  }
+  pending.get(list).push(item);
 }
 
 async function followTask(task) {
@@ -422,20 +485,58 @@ async function followTask(task) {
   if (r.duration_ms) facts.push(`${(r.duration_ms / 1000).toFixed(1)}s`);
   if (done.cost_usd != null) facts.push(`$${Number(done.cost_usd).toFixed(4)}`);
   append(timeline, el("li", { class: "ev summary" }, facts.join(" · ")));
+  reloadPreview();
+  loadDir(folder);
   const changed = Array.isArray(r.files_changed) ? r.files_changed : [];
   $("#changes").hidden = changed.length === 0;
-  $("#changes-list").replaceChildren(...changed.map((f) => el("li", {}, el("span", { class: `change c-${f.change}` }, f.change), " ", f.path)));
+  $("#changes-list").replaceChildren(...changed.map((f) => changeItem(done, f)));
   $("#revert").onclick = async () => {
     if (!confirm("Put the workspace back as it was before this task?")) return;
     try {
       await api("POST", sandboxPath(`/tasks/${encodeURIComponent(done.id)}/revert`));
       $("#changes").hidden = true;
       append(timeline, el("li", { class: "ev note" }, "reverted"));
+      reloadPreview();
+      loadDir(folder);
     } catch (e) {
       $("#sandbox-error").textContent = e.message;
     }
   };
   loadTasks();
+}
+
+/** One changed file: its diff is fetched when it is opened. */
+function changeItem(task, f) {
+  const pre = el("pre", { class: "diff" }, "loading…");
+  const details = el("details", {}, el("summary", {}, el("span", { class: `change c-${f.change}` }, f.change), " ", f.path), pre);
+  details.addEventListener("toggle", async () => {
+    if (!details.open || pre.dataset.loaded) return;
+    pre.dataset.loaded = "1";
+    try {
+      const d = await api("GET", sandboxPath(`/tasks/${encodeURIComponent(task.id)}/diff?path=${encodeURIComponent(f.path)}`));
+      const file = d.files[0];
+      pre.replaceChildren(...patchLines(file));
+    } catch (e) {
+      pre.dataset.loaded = "";
+      pre.replaceChildren(el("span", { class: "del" }, e.message));
+    }
+  });
+  return el("li", { "data-path": f.path }, details);
+}
+
+function patchLines(file) {
+  if (!file) return ["no diff"];
+  if (file.binary) return [el("span", { class: "head" }, "binary file: no text diff")];
+  const lines = file.patch.split("\n");
+  if (lines[lines.length - 1] === "") lines.pop();
+  let body = false;
+  const out = lines.map((line) => {
+    if (line.startsWith("@@")) body = true;
+    const kind = !body ? "head" : line.startsWith("@@") ? "hunk" : line.startsWith("+") ? "add" : line.startsWith("-") ? "del" : "ctx";
+    return el("span", { class: kind }, line);
+  });
+  if (file.truncated) out.push(el("span", { class: "head" }, "… (cut: the diff is longer)"));
+  return out;
 }
 
 async function loadTasks() {
@@ -487,6 +588,96 @@ async function runExec(ev) {
     });
   } catch (e) {
     if (!abort.signal.aborted) out.append(el("span", { class: "stderr" }, `\n[${e.message}]`));
+  }
+}
+
+// ---------------------------------------------------------------- files
+
+let folder = "";
+let editing = null; // the open file's path
+
+function joinPath(dir, name) {
+  return dir ? `${dir}/${name}` : name;
+}
+
+async function loadDir(dir) {
+  folder = dir;
+  const err = $("#files-error");
+  err.textContent = "";
+  const parts = dir ? dir.split("/") : [];
+  $("#files-path").replaceChildren(
+    el("button", { type: "button", class: "link", onclick: () => loadDir("") }, "workspace"),
+    ...parts.flatMap((p, i) => ["/", el("button", { type: "button", class: "link", onclick: () => loadDir(parts.slice(0, i + 1).join("/")) }, p)]),
+  );
+  try {
+    const listing = await api("GET", sandboxPath(`/files?path=${encodeURIComponent(dir || ".")}`));
+    const entries = (listing.entries || []).slice().sort((a, b) => (a.type === "dir") === (b.type === "dir") ? a.name.localeCompare(b.name) : a.type === "dir" ? -1 : 1);
+    $("#files-list").replaceChildren(
+      ...entries.map((e) => {
+        const path = joinPath(dir, e.name);
+        const open = e.type === "dir" ? () => loadDir(path) : () => openFile(path);
+        return el("li", { "data-name": e.name }, el("button", { type: "button", class: "link", onclick: open }, e.type === "dir" ? `${e.name}/` : e.name), e.type === "dir" ? null : el("span", { class: "size" }, bytes(e.size)));
+      }),
+    );
+    if (!entries.length) $("#files-list").replaceChildren(el("li", { class: "muted" }, "empty"));
+  } catch (e) {
+    $("#files-list").replaceChildren();
+    err.textContent = e.message;
+  }
+}
+
+async function openFile(path) {
+  const err = $("#files-error");
+  err.textContent = "";
+  try {
+    const f = await api("GET", sandboxPath(`/files?path=${encodeURIComponent(path)}`));
+    editing = path;
+    $("#file-form").hidden = false;
+    $("#file-name").textContent = path;
+    const text = $("#file-text");
+    if (f.encoding === "utf8") {
+      text.value = f.content;
+      text.readOnly = false;
+      $("#file-note").textContent = `${bytes(f.size)}`;
+    } else {
+      text.value = "";
+      text.readOnly = true;
+      $("#file-note").textContent = `${bytes(f.size)}, not text: download it with the API (?raw=true).`;
+    }
+    text.focus();
+  } catch (e) {
+    err.textContent = e.message;
+  }
+}
+
+async function saveFile(ev) {
+  ev.preventDefault();
+  if (!editing || $("#file-text").readOnly) return;
+  try {
+    const w = await api("PUT", sandboxPath("/files"), { path: editing, content: $("#file-text").value });
+    $("#file-note").textContent = `saved, ${bytes(w.size)}`;
+    loadDir(folder);
+  } catch (e) {
+    $("#files-error").textContent = e.message;
+  }
+}
+
+async function upload(ev) {
+  const file = ev.target.files[0];
+  if (!file) return;
+  const path = joinPath(folder, file.name);
+  try {
+    const data = new Uint8Array(await file.arrayBuffer());
+    let binary = "";
+    for (let i = 0; i < data.length; i += 0x8000) binary += String.fromCharCode(...data.subarray(i, i + 0x8000));
+    await api("PUT", sandboxPath("/files"), { path, content: btoa(binary), encoding: "base64" });
+    $("#files-error").textContent = "";
+    $("#file-note").textContent = `uploaded ${path}`;
+    loadDir(folder);
+  } catch (e) {
+    $("#files-error").textContent = e.message;
+  } finally {
+    ev.target.value = "";
   }
 }
 
@@ -544,6 +735,12 @@ function init() {
   $("#sort").addEventListener("change", renderFleet);
   $("#task-form").addEventListener("submit", runTask);
   $("#exec-form").addEventListener("submit", runExec);
+  $("#file-form").addEventListener("submit", saveFile);
+  $("#file-close").addEventListener("click", () => {
+    $("#file-form").hidden = true;
+    editing = null;
+  });
+  $("#upload").addEventListener("change", upload);
   for (const b of document.querySelectorAll("[data-action]")) b.addEventListener("click", () => action(b.dataset.action));
   window.addEventListener("hashchange", route);
   // Countdowns and "ago" tick in place: no re-render, no layout jump.

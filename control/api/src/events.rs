@@ -21,7 +21,7 @@ pub const TASK_EVENTS: &[(&str, &str)] = &[
 ];
 
 /// The fleet stream's (`GET /v1/fleet/events`) event names.
-pub const FLEET_EVENTS: &[(&str, &str)] = &[("sandboxes", "SandboxList")];
+pub const FLEET_EVENTS: &[(&str, &str)] = &[("sandboxes", "SandboxList"), ("usage", "FleetUsage")];
 
 /// The streamed exec's event names, each with the schema of its `data:`.
 pub const EXEC_EVENTS: &[(&str, &str)] = &[

@@ -213,3 +213,19 @@ pub struct KeepaliveBody {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub until: Option<i64>,
 }
+
+/// The fleet stream's `usage` event: what each sandbox uses now, by id.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct FleetUsage {
+    pub sandboxes: BTreeMap<String, SandboxUsage>,
+}
+
+/// One sandbox's live use.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SandboxUsage {
+    /// Memory in use, as `docker stats` counts it (page cache that can be
+    /// dropped left out); `null` when not running or not yet sampled.
+    pub memory_used_bytes: Option<u64>,
+    pub tasks_running: u32,
+    pub tasks_queued: u32,
+}

@@ -117,6 +117,41 @@ pub struct Reverted {
     pub reverted: bool,
 }
 
+/// `GET …/tasks/{task}/diff`: what the task changed, file by file.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TaskDiff {
+    pub task_id: String,
+    /// The git commit taken before the agent ran.
+    pub checkpoint: String,
+    /// The git tree the app directory ended with; `null` for tasks that
+    /// recorded none (then the diff runs to the directory as it is now).
+    pub after: Option<String>,
+    pub files: Vec<FileDiff>,
+}
+
+/// One file's unified diff.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct FileDiff {
+    pub path: String,
+    /// `added`, `modified` or `deleted`.
+    pub change: String,
+    /// `git diff` output for this file, header included.
+    pub patch: String,
+    /// Git shows no text diff for this file.
+    pub binary: bool,
+    /// The patch was cut (at 256 KiB per file).
+    pub truncated: bool,
+}
+
+/// `?path=` of the diff: one file only.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DiffQuery {
+    /// Only this file (relative to the app directory).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+}
+
 /// `?last_event_id=N` (or the `sandboxed` spelling `since`) of the events stream.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]

@@ -220,6 +220,32 @@ pub async fn run(cmd: Cmd, json: bool) -> Result<i32, CliError> {
             let url = format!("{}/tasks/{}/events", sandbox_path(&id), enc(&task));
             tasks::follow(&client, &url, json, verbose, &style).await
         }
+        Cmd::Diff { id, task, path } => {
+            let mut url = format!("{}/tasks/{}/diff", sandbox_path(&id), enc(&task));
+            if let Some(path) = path {
+                url.push_str(&format!("?path={}", enc(&path)));
+            }
+            let (raw, diff): (Value, berth_api::tasks::TaskDiff) =
+                client.call(Method::GET, &url, NO_BODY).await?;
+            if json {
+                print_json(&raw);
+            } else {
+                for file in &diff.files {
+                    if file.binary {
+                        println!("{} {} (binary)", file.change, file.path);
+                    } else {
+                        print!("{}", file.patch);
+                    }
+                    if file.truncated {
+                        println!("… ({} was cut: its diff is longer)", file.path);
+                    }
+                }
+                if diff.files.is_empty() {
+                    println!("no files changed");
+                }
+            }
+            Ok(0)
+        }
         Cmd::Files { op } => files(&client, op, json, &style).await,
         Cmd::Open { id, port } => open(&client, &id, port, json).await,
         Cmd::Stop { id } => {

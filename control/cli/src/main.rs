@@ -115,6 +115,13 @@ pub enum Cmd {
         #[arg(long, short = 'v')]
         verbose: bool,
     },
+    /// What a task changed: the unified diff of each file (or of one).
+    Diff {
+        id: String,
+        task: String,
+        /// Only this file (relative to the app directory).
+        path: Option<String>,
+    },
     /// Workspace files.
     Files {
         #[command(subcommand)]

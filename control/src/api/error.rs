@@ -174,6 +174,7 @@ impl From<TaskError> for ApiError {
         match e {
             TaskError::Invalid(m) => Self::invalid(m),
             TaskError::NotFound(_) => Self::not_found(e.to_string()),
+            TaskError::Unchanged(m) => Self::not_found(m),
             TaskError::Conflict(m) => Self::new(ErrorCode::Conflict, m),
             TaskError::AgentMissing(m) => Self::new(ErrorCode::AgentMissing, m),
             TaskError::Failed(m) => Self::new(ErrorCode::ExecFailed, m),

@@ -28,6 +28,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub use error::ApiError;
+pub use fleet::Gauge as FleetGauge;
 
 use crate::auth::{Tokens, require_token};
 use crate::docker::Docker;
@@ -45,6 +46,8 @@ pub struct AppState {
     pub started: Instant,
     /// Which background loops are down (restarting after a panic).
     pub health: crate::supervise::Health,
+    /// Memory samples the fleet streams share.
+    pub fleet: FleetGauge,
 }
 
 /// Routes anyone may call: liveness, readiness, and this API's own
@@ -78,6 +81,7 @@ fn authenticated_routes() -> OpenApiRouter<AppState> {
             .routes(routes!(tasks::events))
             .routes(routes!(tasks::cancel))
             .routes(routes!(tasks::revert))
+            .routes(routes!(tasks::diff))
             .routes(routes!(preview::mint))
             .routes(routes!(preview::revoke))
     };

@@ -108,6 +108,7 @@ macro_rules! errors {
         berth_api::events::ExecOutputEvent,
         berth_api::events::ExecExitEvent,
         berth_api::events::ExecErrorEvent,
+        berth_api::sandbox::FleetUsage,
     )),
     modifiers(&Bearer),
     tags(

@@ -132,6 +132,28 @@ pub async fn revert(
     Ok(Json(state.tasks.revert(&id, &task).await?))
 }
 
+#[utoipa::path(
+    get,
+    path = "/tasks/{task}/diff",
+    operation_id = "task_diff",
+    tag = "tasks",
+    summary = "What the task changed: a unified diff per file",
+    params(TaskPath, berth_api::tasks::DiffQuery),
+    responses((status = 200, body = berth_api::tasks::TaskDiff), super::openapi::TaskChangeErrors)
+)]
+pub async fn diff(
+    State(state): State<AppState>,
+    Path((id, task)): Path<(String, String)>,
+    QueryParams(q): QueryParams<berth_api::tasks::DiffQuery>,
+) -> Result<Json<berth_api::tasks::TaskDiff>, ApiError> {
+    Ok(Json(
+        state
+            .tasks
+            .diff(&id, &task, q.path.as_deref().filter(|p| !p.is_empty()))
+            .await?,
+    ))
+}
+
 pub use berth_api::tasks::EventsQuery;
 
 /// Server-Sent Events: `id:` is the task's sequence number, `event:` the

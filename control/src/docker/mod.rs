@@ -17,7 +17,7 @@ use bollard::models::{ContainerCreateBody, NetworkCreateRequest};
 use bollard::query_parameters::{
     CreateContainerOptions, DownloadFromContainerOptions, InspectContainerOptions,
     InspectNetworkOptions, ListContainersOptions, ListNetworksOptions, LogsOptions,
-    RemoveContainerOptions, StartContainerOptions, StopContainerOptions,
+    RemoveContainerOptions, StartContainerOptions, StatsOptionsBuilder, StopContainerOptions,
 };
 use futures_util::StreamExt;
 use tokio::sync::OnceCell;
@@ -64,6 +64,18 @@ impl From<BollardError> for DockerError {
             other => DockerError::Other(other.to_string()),
         }
     }
+}
+
+/// Usage less the inactive page cache (cgroup v1 `total_inactive_file`,
+/// v2 `inactive_file`), as the Docker CLI shows it.
+fn memory_in_use(m: &bollard::models::ContainerMemoryStats) -> Option<u64> {
+    let usage = m.usage?;
+    let cache = m.stats.as_ref().and_then(|s| {
+        s.get("total_inactive_file")
+            .or_else(|| s.get("inactive_file"))
+            .copied()
+    });
+    Some(usage.saturating_sub(cache.unwrap_or(0)))
 }
 
 fn status_of(e: &BollardError) -> Option<u16> {
@@ -443,6 +455,24 @@ impl Docker {
             ip,
             labels: found.config.and_then(|c| c.labels).unwrap_or_default(),
         }))
+    }
+
+    /// The memory a running container uses, as `docker stats` counts it:
+    /// page cache the kernel can drop is left out. `None` when it is not
+    /// running (or gone).
+    pub async fn memory_used(&self, id: &str) -> Result<Option<u64>, DockerError> {
+        let options = StatsOptionsBuilder::new()
+            .stream(false)
+            .one_shot(true)
+            .build();
+        let client = self.client().await?;
+        let mut stats = client.stats(id, Some(options));
+        match stats.next().await {
+            Some(Ok(s)) => Ok(s.memory_stats.as_ref().and_then(memory_in_use)),
+            Some(Err(e)) if matches!(status_of(&e), Some(404 | 409)) => Ok(None),
+            Some(Err(e)) => Err(e.into()),
+            None => Ok(None),
+        }
     }
 
     /// The last `lines` lines of a container's output (stdout and stderr),

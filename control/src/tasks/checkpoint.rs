@@ -74,20 +74,31 @@ fi
     })
 }
 
+/// What a task left behind: the files it changed, and the git tree of the
+/// app directory as it ended (kept so that its diff can be shown later,
+/// whatever happens to the directory after).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Changes {
+    pub files: Vec<FileChange>,
+    pub after: Option<String>,
+}
+
 /// Files changed in the app directory since `checkpoint`, untracked ones
-/// included; the repository's own index is left alone.
+/// included; the repository's own index, HEAD and refs are left alone (the
+/// tree of the end state is written as an object only).
 pub async fn changes_since(
     docker: &Docker,
     container: &str,
     checkpoint: &str,
     task_id: &str,
-) -> Result<Vec<FileChange>, String> {
+) -> Result<Changes, String> {
     let script = format!(
         r#"set -e
 cd "$APP"
 export GIT_INDEX_FILE="/tmp/berth-index-$TASK"
 rm -f "$GIT_INDEX_FILE"
 {GIT} add -A
+{GIT} write-tree
 {GIT} diff --cached --name-status --no-renames "$CHECKPOINT"
 rm -f "$GIT_INDEX_FILE""#
     );
@@ -100,7 +111,15 @@ rm -f "$GIT_INDEX_FILE""#
         .await
         .map_err(|e| e.to_string())?;
     match out.exit_code {
-        Some(0) => Ok(parse_name_status(&String::from_utf8_lossy(&out.stdout))),
+        Some(0) => {
+            let text = String::from_utf8_lossy(&out.stdout);
+            let (tree, listing) = text.split_once('\n').unwrap_or((&text, ""));
+            let tree = tree.trim();
+            Ok(Changes {
+                files: parse_name_status(listing),
+                after: is_object_id(tree).then(|| tree.to_string()),
+            })
+        }
         Some(code) => Err(format!(
             "git exited with code {code}: {}",
             tail(&out.stderr, 5)
@@ -108,6 +127,138 @@ rm -f "$GIT_INDEX_FILE""#
         None if out.timed_out => Err("git ran past its timeout".into()),
         None => Err("git's exit code is unknown".into()),
     }
+}
+
+/// A full hexadecimal git object id (SHA-1 or SHA-256).
+pub fn is_object_id(text: &str) -> bool {
+    matches!(text.len(), 40 | 64) && text.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Marks where the listing ends and the patch begins in [`diff`]'s output
+/// (no `--name-status` line can look like it).
+const PATCH_BEGINS: &str = "@@berth-patch@@";
+
+/// The most of one file's patch that is returned.
+pub const FILE_PATCH_LIMIT: usize = 256 * 1024;
+
+/// The unified diff of each file a task changed: from `checkpoint` to the
+/// tree it ended with (`after`), or to the directory as it is now when the
+/// task recorded no end tree.
+pub async fn diff(
+    docker: &Docker,
+    container: &str,
+    checkpoint: &str,
+    after: Option<&str>,
+    task_id: &str,
+) -> Result<Result<Vec<FilePatch>, String>, DockerError> {
+    // Both commands compare the same two trees, so git lists the files in
+    // the same order in each.
+    let script = format!(
+        r#"set -e
+cd "$APP"
+if [ -n "$AFTER" ]; then
+  {GIT} diff --name-status --no-renames "$CHECKPOINT" "$AFTER"
+  echo "{PATCH_BEGINS}"
+  {GIT} diff --no-color --no-ext-diff --no-renames "$CHECKPOINT" "$AFTER"
+else
+  export GIT_INDEX_FILE="/tmp/berth-index-diff-$TASK"
+  rm -f "$GIT_INDEX_FILE"
+  {GIT} add -A
+  {GIT} diff --cached --name-status --no-renames "$CHECKPOINT"
+  echo "{PATCH_BEGINS}"
+  {GIT} diff --cached --no-color --no-ext-diff --no-renames "$CHECKPOINT"
+  rm -f "$GIT_INDEX_FILE"
+fi"#
+    );
+    let env = vec![
+        format!("APP={APP_DIR}"),
+        format!("TASK={task_id}"),
+        format!("CHECKPOINT={checkpoint}"),
+        format!("AFTER={}", after.unwrap_or_default()),
+    ];
+    let request = ExecRequest {
+        cmd: vec!["/bin/sh".into(), "-c".into(), script],
+        cwd: Some("/home/user/workspace".into()),
+        env,
+        stdin: None,
+        timeout: Duration::from_secs(60),
+        output_limit: 16 << 20,
+        marker: None,
+    };
+    let out = docker.exec(container, &request).await?;
+    Ok(match out.exit_code {
+        Some(0) => Ok(split_patch(
+            &String::from_utf8_lossy(&out.stdout),
+            out.truncated,
+        )),
+        Some(code) => Err(format!(
+            "git exited with code {code}: {}",
+            tail(&out.stderr, 5)
+        )),
+        None if out.timed_out => Err("git ran past its timeout".into()),
+        None => Err("git's exit code is unknown".into()),
+    })
+}
+
+/// One changed file's patch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilePatch {
+    pub change: FileChange,
+    /// The unified diff (its `diff --git` header included); empty when git
+    /// wrote none (the output was cut before it).
+    pub patch: String,
+    pub binary: bool,
+    /// The patch was cut at [`FILE_PATCH_LIMIT`], or the whole output at
+    /// its limit before this file's patch ended.
+    pub truncated: bool,
+}
+
+/// Pairs the listing with the patch's per-file sections.
+fn split_patch(text: &str, output_cut: bool) -> Vec<FilePatch> {
+    let marker = format!("\n{PATCH_BEGINS}\n");
+    let (listing, patch) = match text.split_once(&marker) {
+        Some((listing, patch)) => (listing, patch),
+        None => match text.strip_prefix(&marker[1..]) {
+            Some(patch) => ("", patch),
+            None => (text, ""),
+        },
+    };
+    let mut sections: Vec<String> = Vec::new();
+    for line in patch.split_inclusive('\n') {
+        if line.starts_with("diff --git ") || sections.is_empty() {
+            sections.push(String::new());
+        }
+        if let Some(last) = sections.last_mut() {
+            last.push_str(line);
+        }
+    }
+    let files = parse_name_status(listing);
+    let count = files.len();
+    files
+        .into_iter()
+        .enumerate()
+        .map(|(i, change)| {
+            let mut patch = sections.get(i).cloned().unwrap_or_default();
+            let mut truncated = output_cut && i + 1 >= sections.len().min(count);
+            if patch.len() > FILE_PATCH_LIMIT {
+                let mut cut = FILE_PATCH_LIMIT;
+                while !patch.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                patch.truncate(cut);
+                truncated = true;
+            }
+            let binary = patch
+                .lines()
+                .any(|l| l.starts_with("Binary files ") || l == "GIT binary patch");
+            FilePatch {
+                change,
+                patch,
+                binary,
+                truncated,
+            }
+        })
+        .collect()
 }
 
 /// Puts the app directory back to `checkpoint`; ignored files stay.
@@ -171,6 +322,43 @@ mod tests {
         );
         assert_eq!(changes[2].change, "deleted");
         assert_eq!(changes[3].change, "modified");
+    }
+
+    #[test]
+    fn a_patch_is_split_per_file_in_listing_order() {
+        let text = "A\tindex.html\nM\tsrc/a b.js\nA\tlogo.png\n@@berth-patch@@\n\
+diff --git a/index.html b/index.html\nnew file mode 100644\n--- /dev/null\n+++ b/index.html\n@@ -0,0 +1 @@\n+<h1>hi</h1>\n\
+diff --git a/src/a b.js b/src/a b.js\n--- a/src/a b.js\n+++ b/src/a b.js\n@@ -1 +1 @@\n-old\n+diff --git not a header\n\
+diff --git a/logo.png b/logo.png\nnew file mode 100644\nBinary files /dev/null and b/logo.png differ\n";
+        let files = split_patch(text, false);
+        assert_eq!(files.len(), 3);
+        assert_eq!(files[0].change.path, "index.html");
+        assert!(
+            files[0].patch.ends_with("+<h1>hi</h1>\n"),
+            "{}",
+            files[0].patch
+        );
+        assert_eq!(files[1].change.path, "src/a b.js");
+        assert!(files[1].patch.contains("+diff --git not a header"));
+        assert!(!files[1].binary && files[2].binary);
+        assert!(files.iter().all(|f| !f.truncated));
+    }
+
+    #[test]
+    fn a_cut_output_marks_the_last_file_it_reached() {
+        let text = "M\ta\nM\tb\n@@berth-patch@@\ndiff --git a/a b/a\n--- a/a\n+++ b/a\n@@ -1 +1 @@\n-x\n+y";
+        let files = split_patch(text, true);
+        assert!(files[0].truncated, "{files:?}");
+        assert!(files[1].truncated && files[1].patch.is_empty());
+        let clean = split_patch("@@berth-patch@@\n", false);
+        assert!(clean.is_empty());
+    }
+
+    #[test]
+    fn object_ids_are_full_hex() {
+        assert!(is_object_id("4b825dc642cb6eb9a060e54bf8d69288fbee4904"));
+        assert!(!is_object_id("4b825dc6"));
+        assert!(!is_object_id("fatal: not a git repository (or any)..."));
     }
 
     #[test]

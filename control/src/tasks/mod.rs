@@ -38,6 +38,9 @@ pub enum TaskError {
     Invalid(String),
     #[error("no task `{0}` in this sandbox")]
     NotFound(String),
+    /// A diff was asked for a file the task did not change.
+    #[error("{0}")]
+    Unchanged(String),
     #[error("{0}")]
     Conflict(String),
     /// The sandbox's image lacks the agent's CLI.
@@ -539,6 +542,75 @@ impl Tasks {
             .map_err(|e| TaskError::Failed(format!("git could not revert to {checkpoint}: {e}")))?;
         tracing::info!(task = %task.id, checkpoint, "workspace reverted");
         Ok(json!({"task_id": task.id, "checkpoint": checkpoint, "reverted": true}))
+    }
+
+    /// The unified diff of each file the task changed (only `path`, when
+    /// given): checkpoint to the tree the task ended with.
+    pub async fn diff(
+        &self,
+        sandbox_id: &str,
+        task_id: &str,
+        path: Option<&str>,
+    ) -> Result<berth_api::tasks::TaskDiff, TaskError> {
+        let task = self.get(sandbox_id, task_id).await?;
+        if !task.status.is_terminal() {
+            return Err(TaskError::Conflict(format!(
+                "task `{}` is {}: its diff is there once it ends",
+                task.id,
+                task.status.as_str()
+            )));
+        }
+        let result = task.result.as_ref().map(|r| &r.0);
+        let field = |name: &str| {
+            result
+                .and_then(|r| r.get(name))
+                .and_then(|c| c.as_str())
+                .filter(|c| checkpoint::is_object_id(c))
+                .map(String::from)
+        };
+        let checkpoint = field("checkpoint").ok_or_else(|| {
+            TaskError::Conflict(format!(
+                "task `{}` has no checkpoint: nothing to compare with",
+                task.id
+            ))
+        })?;
+        let after = field("after");
+        let sandbox = self.inner.sandboxes.get(&task.sandbox_id).await?;
+        let _busy = self.inner.sandboxes.activity().busy(&sandbox.id);
+        let container = self.inner.sandboxes.running_container(&sandbox).await?;
+        let patches = checkpoint::diff(
+            &self.inner.docker,
+            &container,
+            &checkpoint,
+            after.as_deref(),
+            &task.id,
+        )
+        .await?
+        .map_err(|e| TaskError::Failed(format!("git could not diff against {checkpoint}: {e}")))?;
+        let wanted = path.map(|p| p.trim_start_matches("./"));
+        let files = patches
+            .into_iter()
+            .filter(|f| wanted.is_none_or(|w| w == f.change.path))
+            .map(|f| berth_api::tasks::FileDiff {
+                path: f.change.path,
+                change: f.change.change,
+                patch: f.patch,
+                binary: f.binary,
+                truncated: f.truncated,
+            })
+            .collect::<Vec<_>>();
+        if let (Some(wanted), true) = (wanted, files.is_empty()) {
+            return Err(TaskError::Unchanged(format!(
+                "task `{}` did not change `{wanted}`",
+                task.id
+            )));
+        }
+        Ok(berth_api::tasks::TaskDiff {
+            task_id: task.id,
+            checkpoint,
+            after,
+            files,
+        })
     }
 
     /// After a restart: tasks that were running are failed (and their agent

@@ -14,6 +14,15 @@ from playwright.sync_api import expect, sync_playwright
 
 BASE, TOKEN, OUT = sys.argv[1], sys.argv[2], sys.argv[3]
 INJECTED = "<script>window.pwned=1</script>"
+# The app the agent builds is served from its folder on port 3000.
+SERVE = "mkdir -p /home/user/workspace/app && cd /home/user/workspace/app && exec python3 -m http.server 3000"
+# Layout shifts not caused by the person (Chromium's Layout Instability API).
+WATCH_SHIFTS = """
+window.__shift = 0;
+new PerformanceObserver((list) => {
+  for (const e of list.getEntries()) if (!e.hadRecentInput) window.__shift += e.value;
+}).observe({ type: "layout-shift" });
+"""
 WAIT = 60_000
 
 
@@ -52,6 +61,7 @@ def main(page):
     # Create from the form; the agent will print the env value it got.
     page.click("#new")
     page.fill("#create input[name=ports]", "3000")
+    page.fill("#create input[name=start]", SERVE)
     page.fill("#create textarea[name=env]", f"FAKE_KEY={INJECTED}")
     page.click("#create button[type=submit]")
     expect(page.locator("#sandbox")).to_be_visible()
@@ -65,6 +75,9 @@ def main(page):
     expect(row).to_be_visible()
     expect(row.locator(".status")).to_have_text("running")
     expect(row.locator("td.links a")).to_have_text("3000")
+    # Live use: memory sampled from Docker, next to the limit; no tasks yet.
+    expect(row.locator("td.use")).to_contain_text(" / ")
+    expect(row.locator("td.tasks-n")).to_have_text("–")
     page.screenshot(path=os.path.join(OUT, "fleet.png"), full_page=True)
     row.locator("a").first.click()
     expect(page.locator("#sandbox-title")).to_have_text(sid)
@@ -77,12 +90,27 @@ def main(page):
     expect(out).to_contain_text("oops")
     expect(out).to_contain_text("[exit 3")
 
-    # A task: the events appear as a timeline, markup in them stays text.
-    page.fill("#task-form textarea[name=prompt]", "make a landing page")
+    # Before the agent: the preview (through the real edge) shows the app
+    # folder's listing.
+    frame = page.frame_locator("#preview")
+    expect(frame.locator("body")).to_contain_text("Directory listing")
+
+    # A task of 200+ events: they appear as a timeline, live (the sandbox
+    # shows the task running meanwhile), nothing on the page jumps, and
+    # markup in them stays text.
+    page.evaluate(WATCH_SHIFTS)
+    page.fill("#task-form textarea[name=prompt]", "make a chatty landing page slowly")
     page.select_option("#task-form select[name=agent]", "claude")
     page.click("#task-form button[type=submit]")
     timeline = page.locator("#timeline")
     expect(timeline).to_contain_text("I will create index.html")
+    expect(timeline).to_contain_text("step 200 of 200")
+    expect(page.locator("#sandbox-usage")).to_contain_text("1 running")
+    shift = page.evaluate("window.__shift")
+    assert shift < 0.01, f"the page shifted by {shift} while events streamed in"
+    # Scrolled along to the newest event.
+    gap = page.evaluate("(() => { const t = document.querySelector('#timeline'); return t.scrollHeight - t.scrollTop - t.clientHeight; })()")
+    assert gap < 60, f"the timeline is {gap} px above its newest event"
     expect(timeline).to_contain_text("Write")
     expect(timeline).to_contain_text("done: succeeded")
     expect(timeline).to_contain_text("Done: index.html shows a heading.")
@@ -94,15 +122,54 @@ def main(page):
     expect(changes).to_be_visible()
     expect(page.locator("#changes-list")).to_contain_text("index.html")
     expect(page.locator("#tasks li")).to_have_count(1)
+    assert timeline.locator("li").count() > 200
+    expect(page.locator("#sandbox-usage")).to_contain_text("tasks –")
+
+    # The preview loaded again when the task ended: the app's own text.
+    expect(frame.locator("h1")).to_have_text("built by claude")
+
+    # The file's diff, opened from the list, line by line as text.
+    page.click("#changes-list li[data-path='index.html'] summary")
+    diff = page.locator("#changes-list li[data-path='index.html'] .diff")
+    expect(diff.locator(".add")).to_contain_text(["+<h1>built by claude</h1>"])
+    expect(diff.locator(".head").first).to_contain_text("diff --git")
+    assert diff.locator("h1").count() == 0
     page.screenshot(path=os.path.join(OUT, "sandbox.png"), full_page=True)
+
+    # Files pane: browse into the app, view and edit the page, upload one.
+    files = page.locator("#files-list")
+    files.locator("li[data-name='app'] button").click()
+    expect(page.locator("#files-path")).to_contain_text("app")
+    files.locator("li[data-name='index.html'] button").click()
+    expect(page.locator("#file-name")).to_have_text("app/index.html")
+    expect(page.locator("#file-text")).to_have_value("<h1>built by claude</h1>\n")
+    page.fill("#file-text", "<h1>edited in the dashboard</h1>\n")
+    page.click("#file-form button[type=submit]")
+    expect(page.locator("#file-note")).to_contain_text("saved")
+    got = api("GET", f"/v1/sandboxes/{sid}/files?path=app/index.html")
+    assert got["content"] == "<h1>edited in the dashboard</h1>\n", got
+    page.click("#preview-tabs button")
+    expect(frame.locator("h1")).to_have_text("edited in the dashboard")
+    page.set_input_files("#upload", files=[{"name": "notes <b>.txt", "mimeType": "text/plain", "buffer": b"uploaded \x00 bytes"}])
+    expect(files.locator("li[data-name='notes <b>.txt']")).to_be_visible()
+    assert files.locator("b").count() == 0
+    raw = urllib.request.urlopen(
+        urllib.request.Request(
+            BASE + f"/v1/sandboxes/{sid}/files?path=app/notes%20%3Cb%3E.txt&raw=true",
+            headers={"Authorization": f"Bearer {TOKEN}"},
+        ),
+        timeout=30,
+    ).read()
+    assert raw == b"uploaded \x00 bytes", raw
 
     # Revert puts the workspace back.
     page.once("dialog", lambda d: d.accept())
     page.click("#revert")
     expect(timeline).to_contain_text("reverted")
-    listing = api("GET", f"/v1/sandboxes/{sid}/files?path=.")
+    listing = api("GET", f"/v1/sandboxes/{sid}/files?path=app")
     names = [e["name"] for e in listing.get("entries", [])]
     assert "index.html" not in names, names
+    expect(frame.locator("body")).to_contain_text("Directory listing")
 
     # Stop: the status changes through the fleet stream.
     page.click("[data-action=stop]")

@@ -133,10 +133,10 @@ async fn run_phases(
     .await?;
 
     // `None`: not known (no checkpoint, or the listing failed).
-    let files_changed = match &checkpoint {
+    let changes = match &checkpoint {
         Some(sha) => {
             match checkpoint::changes_since(&inner.docker, &container, sha, &task.id).await {
-                Ok(files) => Some(files),
+                Ok(changes) => Some(changes),
                 Err(why) => {
                     tracing::warn!(task = %task.id, error = %why, "could not list the files the agent changed");
                     note(
@@ -151,6 +151,8 @@ async fn run_phases(
         }
         None => None,
     };
+    let after = changes.as_ref().and_then(|c| c.after.clone());
+    let files_changed = changes.map(|c| c.files);
 
     let exit_code = match ending {
         Ending::Exited(code) => code,
@@ -186,6 +188,7 @@ async fn run_phases(
         "message": state.final_text,
         "files_changed": files_changed.unwrap_or_default(),
         "checkpoint": checkpoint,
+        "after": after,
         "usage": state.usage,
         "duration_ms": began.elapsed().as_millis() as u64,
     });
