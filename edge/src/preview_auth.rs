@@ -65,6 +65,33 @@ pub fn without_cookie(header: &str, name: &str) -> Option<String> {
     (!kept.is_empty()).then(|| kept.join("; "))
 }
 
+/// The `Set-Cookie` value that trades a preview token for a session.
+///
+/// Opened directly, it is a host-only `SameSite=Lax` cookie. Opened in a
+/// frame of another site (the dashboard's preview pane: the browser says
+/// so in `Sec-Fetch-Dest`), a Lax cookie would never be sent back, so it is
+/// `SameSite=None; Secure; Partitioned` instead: kept only under the
+/// top-level site that framed it (the one that minted the token), so no
+/// other site's frame can ride it. Browsers keep `Secure` cookies over
+/// plain HTTP only for loopback names (`localhost`, `*.localhost`): framed
+/// private previews elsewhere need TLS.
+pub fn session_cookie(token: &str, max_age: i64, tls: bool, framed: bool) -> String {
+    let name = COOKIE;
+    if framed {
+        format!(
+            "{name}={token}; Path=/; HttpOnly; SameSite=None; Secure; Partitioned; Max-Age={max_age}"
+        )
+    } else {
+        let secure = if tls { "; Secure" } else { "" };
+        format!("{name}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}")
+    }
+}
+
+/// Whether a request's `Sec-Fetch-Dest` says it loads a frame.
+pub fn is_frame(sec_fetch_dest: Option<&str>) -> bool {
+    matches!(sec_fetch_dest, Some("iframe" | "frame"))
+}
+
 /// Splits `berth_token` out of a query string: (token, the rest).
 pub fn take_query_token(query: &str) -> (Option<String>, String) {
     let mut token = None;
@@ -222,6 +249,29 @@ impl PreviewAuth {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_framed_exchange_gets_a_partitioned_cross_site_cookie() {
+        let direct = session_cookie("t", 60, false, false);
+        assert!(
+            direct.contains("SameSite=Lax") && !direct.contains("Secure"),
+            "{direct}"
+        );
+        assert!(session_cookie("t", 60, true, false).ends_with("; Secure"));
+        let framed = session_cookie("t", 60, false, true);
+        for part in [
+            "HttpOnly",
+            "SameSite=None",
+            "Secure",
+            "Partitioned",
+            "Max-Age=60",
+        ] {
+            assert!(framed.contains(part), "{part} missing: {framed}");
+        }
+        assert!(framed.starts_with(&format!("{COOKIE}=t;")));
+        assert!(is_frame(Some("iframe")) && is_frame(Some("frame")));
+        assert!(!is_frame(Some("document")) && !is_frame(None));
+    }
 
     #[test]
     fn tokens_open_only_their_sandbox_and_generation_until_expiry() {

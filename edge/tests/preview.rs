@@ -420,6 +420,19 @@ async fn a_private_sandbox_needs_a_token_then_a_cookie() {
         "host-only: {cookie}"
     );
     let pair = cookie.split(';').next().unwrap().to_string();
+    // Framed by another site (the dashboard): a cookie that frame can keep.
+    let framed = edge
+        .request(Method::GET, &host, &format!("/?berth_token={token}"))
+        .header("sec-fetch-dest", "iframe")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(framed.status(), StatusCode::FOUND);
+    let framed = framed.headers()["set-cookie"].to_str().unwrap();
+    assert!(
+        framed.contains("SameSite=None; Secure; Partitioned"),
+        "{framed}"
+    );
 
     for _ in 0..200 {
         let r = edge

@@ -190,6 +190,22 @@ def main(page):
     expect(page.locator("#fleet")).to_be_visible()
     expect(row).to_have_count(0)
 
+    # A private sandbox: the frame gets a minted preview token (through the
+    # edge), and the button copies a link that carries one.
+    private = api("POST", "/v1/sandboxes", {"ports": [3000], "start": SERVE, "public": False})
+    pid = private["id"]
+    try:
+        api("PUT", f"/v1/sandboxes/{pid}/files", {"path": "app/index.html", "content": "<h1>private app</h1>"})
+        page.goto(BASE + f"/ui/#/s/{pid}")
+        expect(page.locator("#sandbox-title")).to_have_text(pid)
+        expect(frame.locator("h1")).to_have_text("private app")
+        page.click("[data-action=link]")
+        expect(page.locator("#sandbox-error")).to_contain_text(f"Preview link (copied): http://s-{pid}-3000.")
+        link = page.locator("#sandbox-error").inner_text().split(": ", 1)[1]
+        assert "?berth_token=" in link, link
+    finally:
+        api("POST", f"/v1/sandboxes/{pid}/purge")
+
     # Keyboard: the sign-out button is reachable and signs out.
     page.focus("#signout")
     page.keyboard.press("Enter")

@@ -41,11 +41,18 @@ impl Edge {
             } else {
                 format!("{path}?{rest}")
             };
-            let secure = if ctx.tls { "; Secure" } else { "" };
-            let cookie = format!(
-                "{}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{secure}",
-                preview_auth::COOKIE,
-                PreviewAuth::seconds_left(exp)
+            let framed = preview_auth::is_frame(
+                session
+                    .req_header()
+                    .headers
+                    .get("sec-fetch-dest")
+                    .and_then(|v| v.to_str().ok()),
+            );
+            let cookie = preview_auth::session_cookie(
+                &token,
+                PreviewAuth::seconds_left(exp),
+                ctx.tls,
+                framed,
             );
             let mut header = ResponseHeader::build(302, Some(4))?;
             header.insert_header("location", location)?;
