@@ -185,6 +185,10 @@ def main(page):
 
     # Purge, confirmed: gone from the list.
     row.locator("a").first.click()
+    expect(page.locator("#sandbox-title")).to_have_text(sid)
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 390, f"the sandbox view is {width} px wide at 390"
+    page.screenshot(path=os.path.join(OUT, "sandbox-390.png"), full_page=True)
     page.once("dialog", lambda d: d.accept())
     page.click("[data-action=purge]")
     expect(page.locator("#fleet")).to_be_visible()
