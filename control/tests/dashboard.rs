@@ -86,7 +86,12 @@ async fn the_dashboard_works_in_a_real_chromium() {
         String::from_utf8_lossy(&run.stderr),
         edge.log_text()
     );
-    for shot in ["fleet.png", "sandbox.png", "fleet-390.png", "sandbox-390.png"] {
+    for shot in [
+        "fleet.png",
+        "sandbox.png",
+        "fleet-390.png",
+        "sandbox-390.png",
+    ] {
         assert!(out.join(shot).exists(), "{shot} was not saved");
     }
 }

@@ -158,9 +158,20 @@ async fn every_documented_route_answers_and_nothing_else_does() {
 
 #[test]
 fn the_api_registers_routes_only_through_routes_macro() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/api");
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
+    let mut dirs = vec![std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/api")];
+    let mut files = Vec::new();
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    assert!(files.iter().any(|f| f.ends_with("mcp/mod.rs")), "{files:?}");
+    for path in files {
         let text = std::fs::read_to_string(&path).unwrap();
         for call in [
             ".route(",

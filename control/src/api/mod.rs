@@ -9,6 +9,8 @@ mod extract;
 mod files;
 mod fleet;
 mod health;
+mod mcp;
+mod mcp_route;
 mod metrics;
 pub mod openapi;
 mod preview;
@@ -102,6 +104,7 @@ fn authenticated_routes() -> OpenApiRouter<AppState> {
         .nest("/sandbox/{id}", sandbox_routes())
         .nest("/v1/sandboxes/{id}", sandbox_routes())
         .routes(routes!(fleet::events))
+        .routes(routes!(mcp_route::post, mcp_route::get, mcp_route::delete))
         .routes(routes!(health::info))
         .routes(routes!(metrics::scrape))
         .routes(routes!(edge::bootstrap))
@@ -125,8 +128,10 @@ pub fn router(state: AppState, tokens: Tokens) -> Router {
         .route_layer(middleware::from_fn_with_state(tokens, require_token))
         .split_for_parts();
     let (public, _) = public_routes().split_for_parts();
+    let mcp = mcp::service(state.clone());
     public
         .merge(api)
+        .layer(axum::Extension(mcp))
         .layer(axum::Extension(reference::Reference::new(
             state.sandboxes.settings(),
         )))

@@ -117,6 +117,7 @@ macro_rules! errors {
         (name = "files", description = "Workspace files"),
         (name = "tasks", description = "Coding-agent tasks"),
         (name = "preview", description = "Preview tokens of private sandboxes"),
+        (name = "mcp", description = "Model Context Protocol over Streamable HTTP: berth's tools for any agent (docs/MCP.md)"),
         (name = "dashboard", description = "The web dashboard's page and assets (embedded; nothing from the network)"),
         (name = "system", description = "Health, facts, metrics and this document"),
         (name = "edge", description = "Routes berth-edge uses (its scoped token opens only these)"),
@@ -342,3 +343,4 @@ errors!(ActivityErrors: InvalidRequest, TooLarge, InsufficientStorage);
 errors!(public ReadyErrors: NotReady);
 errors!(public NoErrors:);
 errors!(public AssetErrors: NotFound);
+errors!(McpErrors: InvalidRequest, NotFound, MethodNotAllowed, TooLarge, Internal);

@@ -20,7 +20,7 @@ use crate::tasks::CreateTask;
 
 pub use berth_api::TaskView;
 
-fn view(task: TaskRecord) -> TaskView {
+pub(super) fn view(task: TaskRecord) -> TaskView {
     let result = task.result.map(|r| r.0);
     let usage = result.as_ref().and_then(|r| r.get("usage")).cloned();
     let cost_usd = usage.as_ref().and_then(|u| u.get("cost_usd")).cloned();
