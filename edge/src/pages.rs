@@ -36,6 +36,22 @@ impl Page {
         Self::new(404, "not_found", "Nothing here", message)
     }
 
+    /// Nothing listens on the app's port (yet: a dev server takes a few
+    /// seconds to bind, a preview frame opens at once): a browser's page
+    /// tries again by itself, so it shows the app as soon as it is up.
+    pub fn refused(target: &str) -> Self {
+        let mut page = Self::new(
+            502,
+            "connection_refused",
+            "The app is not running",
+            format!(
+                "Nothing accepts connections on {target}: connection refused. This page tries again every {REFUSED_RETRY_S} seconds."
+            ),
+        );
+        page.refresh = Some(REFUSED_RETRY_S);
+        page
+    }
+
     /// The page a browser gets while a sandbox wakes: it reloads itself.
     pub fn starting(id: &str) -> Self {
         let mut page = Self::new(
@@ -97,9 +113,25 @@ pub fn render(page: &Page, html: bool) -> pingora::Result<(ResponseHeader, Bytes
     Ok((header, Bytes::from(body)))
 }
 
+/// How often a refused page reloads itself.
+const REFUSED_RETRY_S: u32 = 3;
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_page_tries_again_by_itself() {
+        let page = Page::refused("port 3000");
+        let (header, body) = render(&page, true).unwrap();
+        assert_eq!(header.status.as_u16(), 502);
+        let html = String::from_utf8_lossy(&body);
+        assert!(
+            html.contains(r#"<meta http-equiv="refresh" content="3">"#),
+            "{html}"
+        );
+        assert!(html.contains("The app is not running"), "{html}");
+    }
 
     #[test]
     fn browsers_get_html_and_clients_json() {

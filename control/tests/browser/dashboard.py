@@ -195,7 +195,8 @@ def main(page):
     expect(row).to_have_count(0)
 
     # A private sandbox: the frame gets a minted preview token (through the
-    # edge), and the button copies a link that carries one.
+    # edge), and the button copies a link that carries one. The frame opens
+    # before the app listens: the edge's page tries again by itself.
     private = api("POST", "/v1/sandboxes", {"ports": [3000], "start": SERVE, "public": False})
     pid = private["id"]
     try:

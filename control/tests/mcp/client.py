@@ -50,7 +50,8 @@ def ok(result):
 
 def tool_error(result):
     assert result.is_error, result
-    body = result.structured_content or json.loads(result.content[0].text)
+    body = result.structured_content
+    assert body and "error" in body, result.content
     return body["error"]
 
 
@@ -126,6 +127,15 @@ async def main():
             assert f"berth://sandboxes/{sid}/tasks/{done['task_id']}/events" in listed, listed
 
             # Bad arguments and unknown ids: tool errors with berth's codes.
+            err = tool_error(await s.call_tool("exec", {"sandbox_id": sid}))
+            assert err["code"] == "invalid_request" and "command" in err["message"], err
+            err = tool_error(await s.call_tool("create_sandbox", {"ports": "three thousand"}))
+            assert err["code"] == "invalid_request", err
+            try:
+                await s.call_tool("no_such_tool", {})
+                raise AssertionError("an unknown tool was called")
+            except MCPError:
+                pass
             err = tool_error(await s.call_tool("exec", {"sandbox_id": sid, "command": "true", "timeout_s": 10**9}))
             assert err["code"] == "invalid_request", err
             err = tool_error(await s.call_tool("read_file", {"sandbox_id": sid, "path": "../etc/passwd"}))

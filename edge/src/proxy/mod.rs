@@ -274,12 +274,7 @@ impl ProxyHttp for Edge {
             page
         } else {
             match e.etype() {
-                ErrorType::ConnectRefused => Page::new(
-                    502,
-                    "connection_refused",
-                    "The app is not running",
-                    format!("Nothing accepts connections on {target}: connection refused."),
-                ),
+                ErrorType::ConnectRefused => Page::refused(&target),
                 ErrorType::ConnectTimedout => Page::new(
                     504,
                     "connect_timeout",

@@ -20,11 +20,13 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::handler::server::tool::ToolCallContext;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{
-    CallToolResult, Implementation, ListResourceTemplatesResult, ListResourcesResult,
-    PaginatedRequestParams, ProgressNotificationParam, ReadResourceRequestParams,
-    ReadResourceResponse, RequestMetaObject, ServerCapabilities, ServerConfig,
+    CallToolRequestParams, CallToolResponse, CallToolResult, Implementation,
+    ListResourceTemplatesResult, ListResourcesResult, PaginatedRequestParams,
+    ProgressNotificationParam, ReadResourceRequestParams, ReadResourceResponse, RequestMetaObject,
+    ServerCapabilities, ServerConfig,
 };
 use rmcp::service::RequestContext;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
@@ -67,8 +69,6 @@ pub fn service(state: AppState) -> Service {
 #[derive(Clone)]
 pub struct Berth {
     state: AppState,
-    // Read by the code `#[tool_handler]` writes, which the lint cannot see.
-    #[allow(dead_code)]
     tool_router: ToolRouter<Self>,
 }
 
@@ -365,6 +365,38 @@ fn describe(kind: &str, data: &Value) -> String {
 
 #[tool_handler]
 impl ServerHandler for Berth {
+    /// Arguments that do not fit a tool's schema are the model's mistake
+    /// to correct: a tool error in berth's shape (`invalid_request`, with
+    /// the reason). The SDK answers them as a bare text error; every berth
+    /// tool answers with structured content, so a result without it is
+    /// the SDK's. An unknown tool stays a protocol error.
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let known = self.tool_router.has_route(&request.name);
+        let call = ToolCallContext::new(self, request, context);
+        let refused = |why: String| failure(ApiError::invalid(format!("invalid arguments: {why}")));
+        match self.tool_router.call(call).await {
+            Ok(CallToolResponse::Complete(r))
+                if r.is_error == Some(true) && r.structured_content.is_none() =>
+            {
+                let why = r
+                    .content
+                    .iter()
+                    .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                Ok(refused(why).into())
+            }
+            Err(e) if known && e.code == rmcp::model::ErrorCode::INVALID_PARAMS => {
+                Ok(refused(e.message.to_string()).into())
+            }
+            other => other,
+        }
+    }
+
     fn get_info(&self) -> ServerConfig {
         ServerConfig::new(
             ServerCapabilities::builder()
