@@ -203,7 +203,9 @@ async fn the_documented_stream_events_are_the_ones_sent() {
         }
         sent.push(name);
     }
-    assert_eq!(sent.first().map(String::as_str), Some("stdout"), "{sent:?}");
+    // stdout and stderr are two streams: which one Docker hands over first
+    // is not fixed, so only their presence is.
+    assert!(sent.iter().any(|n| n == "stdout"), "{sent:?}");
     assert!(sent.iter().any(|n| n == "stderr"), "{sent:?}");
     assert_eq!(sent.last().map(String::as_str), Some("exit"), "{sent:?}");
 }

@@ -126,16 +126,19 @@ async fn the_real_claude_cli_connects_to_it() {
     };
     let url = format!("{}/mcp", c.base);
     let header = format!("Authorization: Bearer {TOKEN}");
-    let (added, text) = run(&[
-        "mcp",
-        "add",
-        "--transport",
-        "http",
-        "berth",
-        &url,
-        "--header",
-        &header,
-    ]);
+    let add = |header: &str| {
+        run(&[
+            "mcp",
+            "add",
+            "--transport",
+            "http",
+            "berth",
+            &url,
+            "--header",
+            header,
+        ])
+    };
+    let (added, text) = add(&header);
     assert!(added, "claude mcp add failed: {text}");
     let (listed, text) = run(&["mcp", "list"]);
     assert!(listed, "claude mcp list failed: {text}");
@@ -149,16 +152,7 @@ async fn the_real_claude_cli_connects_to_it() {
     // With a wrong token the same client sees it refused.
     let (_, _) = run(&["mcp", "remove", "berth"]);
     let bad = "Authorization: Bearer not-the-token-at-all-1234";
-    let (added, text) = run(&[
-        "mcp",
-        "add",
-        "--transport",
-        "http",
-        "berth",
-        &url,
-        "--header",
-        bad,
-    ]);
+    let (added, text) = add(bad);
     assert!(added, "{text}");
     let (_, text) = run(&["mcp", "list"]);
     let line = text

@@ -116,6 +116,23 @@ fn body<T: serde::de::DeserializeOwned>(args: &impl Serialize) -> Result<T, Call
         .map_err(|e| failure(ApiError::invalid(format!("invalid arguments: {e}"))))
 }
 
+/// A tool whose arguments become an API handler's JSON body: the body is
+/// made (or refused) first, then the handler's answer is the tool's.
+async fn with_body<B, R, F>(
+    req: &impl Serialize,
+    handler: impl FnOnce(JsonBody<B>) -> F,
+) -> CallToolResult
+where
+    B: serde::de::DeserializeOwned,
+    R: IntoResponse,
+    F: std::future::Future<Output = Result<R, ApiError>>,
+{
+    match body(req) {
+        Ok(req) => answer(handler(JsonBody(req)).await).await,
+        Err(e) => e,
+    }
+}
+
 #[tool_router]
 impl Berth {
     fn new(state: AppState) -> Self {
@@ -132,12 +149,7 @@ impl Berth {
         &self,
         Parameters(args): Parameters<args::CreateSandbox>,
     ) -> CallToolResult {
-        match body(&args) {
-            Ok(req) => {
-                answer(sandboxes::create(State(self.state.clone()), JsonBody(req)).await).await
-            }
-            Err(e) => e,
-        }
+        with_body(&args, |b| sandboxes::create(State(self.state.clone()), b)).await
     }
 
     #[tool(
@@ -152,20 +164,10 @@ impl Berth {
     )]
     async fn exec(&self, Parameters(args): Parameters<args::Exec>) -> CallToolResult {
         let req = json!({"cmd": args.command, "cwd": args.cwd, "timeout_s": args.timeout_s});
-        match body(&req) {
-            Ok(req) => {
-                answer(
-                    exec::exec(
-                        State(self.state.clone()),
-                        Path(args.sandbox_id),
-                        JsonBody(req),
-                    )
-                    .await,
-                )
-                .await
-            }
-            Err(e) => e,
-        }
+        with_body(&req, |b| {
+            exec::exec(State(self.state.clone()), Path(args.sandbox_id), b)
+        })
+        .await
     }
 
     #[tool(
@@ -173,20 +175,10 @@ impl Berth {
     )]
     async fn write_file(&self, Parameters(args): Parameters<args::WriteFile>) -> CallToolResult {
         let req = json!({"path": args.path, "content": args.content, "encoding": args.encoding});
-        match body(&req) {
-            Ok(req) => {
-                answer(
-                    files::write(
-                        State(self.state.clone()),
-                        Path(args.sandbox_id),
-                        JsonBody(req),
-                    )
-                    .await,
-                )
-                .await
-            }
-            Err(e) => e,
-        }
+        with_body(&req, |b| {
+            files::write(State(self.state.clone()), Path(args.sandbox_id), b)
+        })
+        .await
     }
 
     #[tool(
