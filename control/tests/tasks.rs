@@ -226,6 +226,12 @@ async fn an_opencode_task_with_a_check_and_a_revert() {
             .unwrap()
             .contains("\n+export {}\n")
     );
+    // A ref keeps the end tree from git's garbage collection.
+    let refs = c.sh(&id, "git -C /home/user/workspace/app show-ref").await;
+    assert!(
+        refs.contains(&format!("refs/berth/after/{task_id}")),
+        "{refs}"
+    );
     let unchanged = c.get(&format!("{diff_url}?path=other.txt")).await;
     assert_eq!(unchanged.status, StatusCode::NOT_FOUND, "{unchanged:?}");
     assert_eq!(unchanged.code(), "not_found");

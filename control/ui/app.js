@@ -595,6 +595,7 @@ async function runExec(ev) {
 
 let folder = "";
 let editing = null; // the open file's path
+let crlf = false; // the open file's lines end in CRLF (a textarea makes them LF)
 
 function joinPath(dir, name) {
   return dir ? `${dir}/${name}` : name;
@@ -636,6 +637,7 @@ async function openFile(path) {
     $("#file-name").textContent = path;
     const text = $("#file-text");
     if (f.encoding === "utf8") {
+      crlf = f.content.includes("\r\n");
       text.value = f.content;
       text.readOnly = false;
       $("#file-note").textContent = `${bytes(f.size)}`;
@@ -654,7 +656,9 @@ async function saveFile(ev) {
   ev.preventDefault();
   if (!editing || $("#file-text").readOnly) return;
   try {
-    const w = await api("PUT", sandboxPath("/files"), { path: editing, content: $("#file-text").value });
+    const value = $("#file-text").value;
+    const content = crlf ? value.replace(/\r?\n/g, "\r\n") : value;
+    const w = await api("PUT", sandboxPath("/files"), { path: editing, content });
     $("#file-note").textContent = `saved, ${bytes(w.size)}`;
     loadDir(folder);
   } catch (e) {

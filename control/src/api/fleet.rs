@@ -31,8 +31,12 @@ const SAMPLE_EVERY: Duration = Duration::from_secs(5);
 /// Docker stats calls in flight at once while sampling.
 const SAMPLES_AT_ONCE: usize = 8;
 
-/// Memory in use by container id, and when it was read.
-type Sample = (Instant, HashMap<String, u64>);
+/// Memory in use by container id (`None`: Docker had no figure), and when
+/// it was read.
+type Sample = (Instant, HashMap<String, Option<u64>>);
+
+/// How long one container's stats may take before it counts as unknown.
+const STATS_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Memory samples of running containers, shared by every watcher.
 #[derive(Clone, Default)]
@@ -43,7 +47,7 @@ pub struct Gauge {
 impl Gauge {
     /// Memory in use by container id, sampled again when older than
     /// [`SAMPLE_EVERY`] (one watcher samples; the others wait and share).
-    async fn memory(&self, state: &AppState, running: &[&str]) -> HashMap<String, u64> {
+    async fn memory(&self, state: &AppState, running: &[&str]) -> HashMap<String, Option<u64>> {
         let mut last = self.last.lock().await;
         if let Some((at, sample)) = last.as_ref() {
             if at.elapsed() < SAMPLE_EVERY && running.iter().all(|c| sample.contains_key(*c)) {
@@ -56,15 +60,19 @@ impl Gauge {
             .map(|container| {
                 let docker = state.docker.clone();
                 async move {
-                    let used = docker.memory_used(&container).await.ok().flatten();
+                    let used = tokio::time::timeout(STATS_TIMEOUT, docker.memory_used(&container))
+                        .await
+                        .ok()
+                        .and_then(Result::ok)
+                        .flatten();
                     (container, used)
                 }
             })
             .buffer_unordered(SAMPLES_AT_ONCE);
+        // Misses are kept too: a container Docker has no figure for is
+        // asked again with the others, not on every look.
         while let Some((container, used)) = samples.next().await {
-            if let Some(used) = used {
-                sample.insert(container, used);
-            }
+            sample.insert(container, used);
         }
         *last = Some((Instant::now(), sample.clone()));
         sample
@@ -162,7 +170,8 @@ async fn usage(state: &AppState, records: &[SandboxRecord]) -> FleetUsage {
                 let memory_used_bytes = (r.status == Status::Running)
                     .then(|| r.container_id.as_ref().and_then(|c| memory.get(c)))
                     .flatten()
-                    .copied();
+                    .copied()
+                    .flatten();
                 (
                     r.id.clone(),
                     SandboxUsage {

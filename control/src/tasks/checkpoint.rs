@@ -98,7 +98,10 @@ cd "$APP"
 export GIT_INDEX_FILE="/tmp/berth-index-$TASK"
 rm -f "$GIT_INDEX_FILE"
 {GIT} add -A
-{GIT} write-tree
+TREE=$({GIT} write-tree)
+echo "$TREE"
+# A ref keeps the end tree from git's garbage collection.
+{GIT} update-ref "refs/berth/after/$TASK" "$({GIT} commit-tree "$TREE" -p "$CHECKPOINT" -m "berth: after task $TASK")" || true
 {GIT} diff --cached --name-status --no-renames "$CHECKPOINT"
 rm -f "$GIT_INDEX_FILE""#
     );
@@ -161,13 +164,13 @@ if [ -n "$AFTER" ]; then
   echo "{PATCH_BEGINS}"
   {GIT} diff --no-color --no-ext-diff --no-renames "$CHECKPOINT" "$AFTER"
 else
-  export GIT_INDEX_FILE="/tmp/berth-index-diff-$TASK"
-  rm -f "$GIT_INDEX_FILE"
+  GIT_INDEX_FILE=$(mktemp /tmp/berth-index-diff.XXXXXX)
+  export GIT_INDEX_FILE
+  trap 'rm -f "$GIT_INDEX_FILE"' EXIT
   {GIT} add -A
   {GIT} diff --cached --name-status --no-renames "$CHECKPOINT"
   echo "{PATCH_BEGINS}"
   {GIT} diff --cached --no-color --no-ext-diff --no-renames "$CHECKPOINT"
-  rm -f "$GIT_INDEX_FILE"
 fi"#
     );
     let env = vec![
@@ -213,7 +216,11 @@ pub struct FilePatch {
     pub truncated: bool,
 }
 
-/// Pairs the listing with the patch's per-file sections.
+/// Pairs the listing with the patch's per-file sections, by the path in
+/// each section's header (a type change, e.g. a file that became a
+/// symlink, is one listing line but two sections: both go to it). Sections
+/// whose header names no listed path (git quotes unusual names) go, in
+/// order, to the files still without one.
 fn split_patch(text: &str, output_cut: bool) -> Vec<FilePatch> {
     let marker = format!("\n{PATCH_BEGINS}\n");
     let (listing, patch) = match text.split_once(&marker) {
@@ -233,13 +240,46 @@ fn split_patch(text: &str, output_cut: bool) -> Vec<FilePatch> {
         }
     }
     let files = parse_name_status(listing);
-    let count = files.len();
+    let headers: Vec<String> = files
+        .iter()
+        .map(|f| format!("diff --git a/{0} b/{0}", f.path))
+        .collect();
+    let mut patches = vec![String::new(); files.len()];
+    let mut unmatched: Vec<String> = Vec::new();
+    let mut last_file = None;
+    for section in sections {
+        let header = section.lines().next().unwrap_or_default().to_string();
+        if let Some(i) = headers.iter().position(|h| *h == header) {
+            patches[i].push_str(&section);
+            last_file = Some(i);
+        } else if unmatched
+            .last()
+            .is_some_and(|u: &String| u.lines().next() == Some(header.as_str()))
+        {
+            if let Some(u) = unmatched.last_mut() {
+                u.push_str(&section);
+            }
+        } else {
+            unmatched.push(section);
+        }
+    }
+    let mut rest = unmatched.into_iter();
+    for (i, p) in patches.iter_mut().enumerate() {
+        if p.is_empty() {
+            if let Some(section) = rest.next() {
+                *p = section;
+                last_file = Some(i);
+            }
+        }
+    }
     files
         .into_iter()
+        .zip(patches)
         .enumerate()
-        .map(|(i, change)| {
-            let mut patch = sections.get(i).cloned().unwrap_or_default();
-            let mut truncated = output_cut && i + 1 >= sections.len().min(count);
+        .map(|(i, (change, mut patch))| {
+            // A cut output ends inside the last patch it reached; files
+            // after it got none.
+            let mut truncated = output_cut && (patch.is_empty() || last_file == Some(i));
             if patch.len() > FILE_PATCH_LIMIT {
                 let mut cut = FILE_PATCH_LIMIT;
                 while !patch.is_char_boundary(cut) {
@@ -342,6 +382,24 @@ diff --git a/logo.png b/logo.png\nnew file mode 100644\nBinary files /dev/null a
         assert!(files[1].patch.contains("+diff --git not a header"));
         assert!(!files[1].binary && files[2].binary);
         assert!(files.iter().all(|f| !f.truncated));
+    }
+
+    #[test]
+    fn a_type_change_keeps_both_its_sections_and_the_pairing() {
+        // As git writes it for `ln -sf a link` (was a file) and an edit of z.
+        let text = "T\tlink\nM\tz\n@@berth-patch@@\n\
+diff --git a/link b/link\ndeleted file mode 100644\n--- a/link\n+++ /dev/null\n@@ -1 +0,0 @@\n-old\n\
+diff --git a/link b/link\nnew file mode 120000\n--- /dev/null\n+++ b/link\n@@ -0,0 +1 @@\n+a\n\
+diff --git a/z b/z\n--- a/z\n+++ b/z\n@@ -1 +1 @@\n-1\n+2\n";
+        let files = split_patch(text, false);
+        assert_eq!(files.len(), 2);
+        assert_eq!(files[0].change.path, "link");
+        assert!(
+            files[0].patch.contains("deleted file mode")
+                && files[0].patch.contains("new file mode 120000")
+        );
+        assert_eq!(files[1].change.path, "z");
+        assert!(files[1].patch.ends_with("-1\n+2\n"), "{}", files[1].patch);
     }
 
     #[test]

@@ -161,6 +161,14 @@ def main(page):
         timeout=30,
     ).read()
     assert raw == b"uploaded \x00 bytes", raw
+    # A CRLF file saved unedited keeps its line endings.
+    api("PUT", f"/v1/sandboxes/{sid}/files", {"path": "app/dos.txt", "content": "a\r\nb\r\n"})
+    page.locator("#files-path button", has_text="app").click()
+    files.locator("li[data-name='dos.txt'] button").click()
+    expect(page.locator("#file-name")).to_have_text("app/dos.txt")
+    page.click("#file-form button[type=submit]")
+    expect(page.locator("#file-note")).to_contain_text("saved")
+    assert api("GET", f"/v1/sandboxes/{sid}/files?path=app/dos.txt")["content"] == "a\r\nb\r\n"
 
     # Revert puts the workspace back.
     page.once("dialog", lambda d: d.accept())

@@ -41,6 +41,9 @@ use super::{ApiError, AppState, exec, files, preview, sandboxes, tasks};
 /// The service `/mcp` forwards to.
 pub type Service = StreamableHttpService<Berth, LocalSessionManager>;
 
+/// How much longer than the longest call an idle session is kept.
+const SESSION_SLACK: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// Largest answer a tool hands back (the API's own limits come first).
 const ANSWER_LIMIT: usize = 64 << 20;
 
@@ -58,9 +61,16 @@ pub fn service(state: AppState) -> Service {
                 .saturating_mul(2)
                 .saturating_add(1 << 20),
         );
+    // A session outlives its longest call: the SDK ends one that sends
+    // nothing for `keep_alive`, and a task (or a command) may be silent for
+    // as long as it may run.
+    let settings = state.sandboxes.settings();
+    let longest = settings.task_timeout_max.max(settings.exec_timeout);
+    let mut sessions = LocalSessionManager::default();
+    sessions.session_config.keep_alive = Some(longest + SESSION_SLACK);
     StreamableHttpService::new(
         move || Ok(Berth::new(state.clone())),
-        Arc::new(LocalSessionManager::default()),
+        Arc::new(sessions),
         config,
     )
 }

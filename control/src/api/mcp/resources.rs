@@ -15,6 +15,8 @@ use crate::workspace::Entry;
 
 const FILES: &str = "berth://sandboxes/{id}/files/{path}";
 const EVENTS: &str = "berth://sandboxes/{id}/tasks/{task}/events";
+/// The most of a task's log one read returns (its newest events).
+const EVENTS_LIMIT: usize = 8 << 20;
 /// The newest tasks listed per sandbox.
 const TASKS_LISTED: usize = 10;
 
@@ -25,26 +27,17 @@ pub fn templates() -> ListResourceTemplatesResult {
             .with_description("A file (or a folder's listing, as JSON) of a sandbox's workspace, /home/user/workspace; the path is percent-encoded."),
         ResourceTemplate::new(EVENTS, "task-events")
             .with_title("A task's event log")
-            .with_description("Every event a task emitted so far, one JSON object per line: {seq, event, data}.")
+            .with_description("The events a task emitted so far (its newest 8 MiB), one JSON object per line: {seq, event, data}.")
             .with_mime_type("application/x-ndjson"),
     ])
 }
 
-/// The top of every sandbox's workspace and its newest tasks' logs.
+/// The newest tasks' logs of every sandbox. Files are reached through
+/// their template: listing them here would read every workspace, and a
+/// read counts as use (it would keep every sandbox from its idle stop).
 pub async fn list(state: &AppState) -> Result<ListResourcesResult, ErrorData> {
     let mut out = Vec::new();
     for rec in state.sandboxes.list().await.map_err(internal)? {
-        if let Ok(Entry::Dir(entries)) = state.sandboxes.read_file(&rec.id, "").await {
-            for e in entries.into_iter().filter(|e| e.kind == "file") {
-                out.push(
-                    Resource::new(
-                        format!("berth://sandboxes/{}/files/{}", rec.id, encode(&e.name)),
-                        e.name.clone(),
-                    )
-                    .with_size(e.size),
-                );
-            }
-        }
         let mut tasks = state.store.tasks_of(&rec.id).await.map_err(internal)?;
         tasks.sort_by_key(|t| std::cmp::Reverse(t.created_at));
         for t in tasks.into_iter().take(TASKS_LISTED) {
@@ -109,11 +102,20 @@ pub async fn read(state: &AppState, uri: &str) -> Result<ReadResourceResult, Err
         .task_events_after(&task.id, 0)
         .await
         .map_err(internal)?;
-    let mut text = String::new();
-    for e in events {
-        text.push_str(&json!({"seq": e.seq, "event": e.kind, "data": e.data.0}).to_string());
-        text.push('\n');
+    // The newest events that fit: a long task's log is cut at its start.
+    let mut lines: Vec<String> = Vec::new();
+    let mut size = 0;
+    for e in events.iter().rev() {
+        let line = json!({"seq": e.seq, "event": e.kind, "data": e.data.0}).to_string();
+        size += line.len() + 1;
+        if size > EVENTS_LIMIT {
+            break;
+        }
+        lines.push(line);
     }
+    lines.reverse();
+    let mut text = lines.join("\n");
+    text.push('\n');
     Ok(ReadResourceResult::new(vec![
         ResourceContents::text(text, uri).with_mime_type("application/x-ndjson"),
     ]))
@@ -134,7 +136,8 @@ fn internal(e: impl std::fmt::Display) -> ErrorData {
     ErrorData::internal_error(e.to_string(), None)
 }
 
-/// Percent-encodes a path for a URI, keeping `/`.
+/// Percent-encodes a path for a URI, keeping `/` (what a client does).
+#[cfg(test)]
 fn encode(path: &str) -> String {
     let mut out = String::new();
     for b in path.bytes() {
