@@ -171,6 +171,10 @@ function tasksText(s) {
   return u.tasks_queued ? `${u.tasks_queued} queued` : "–";
 }
 
+function usageLine(s) {
+  return `memory ${memoryText(s)} · tasks ${tasksText(s)}`;
+}
+
 /** The usage cells change in place: no re-render, no layout jump. */
 function renderUsage() {
   for (const tr of document.querySelectorAll("#fleet-table tbody tr")) {
@@ -180,7 +184,7 @@ function renderUsage() {
     tr.querySelector("td.tasks-n").textContent = tasksText(s);
   }
   const s = current && currentSandbox();
-  if (s) $("#sandbox-usage").textContent = `memory ${memoryText(s)} · tasks ${tasksText(s)}`;
+  if (s) $("#sandbox-usage").textContent = usageLine(s);
 }
 
 function statusBadge(status) {
@@ -321,7 +325,7 @@ function renderSandboxHeader() {
   const status = $("#sandbox-status");
   status.replaceChildren(s ? statusBadge(s.status) : statusBadge("gone"));
   $("[data-action=link]").hidden = !s || s.public;
-  $("#sandbox-usage").textContent = s ? `memory ${memoryText(s)} · tasks ${tasksText(s)}` : "";
+  $("#sandbox-usage").textContent = s ? usageLine(s) : "";
   const tabs = $("#preview-tabs");
   const ports = s ? Object.keys(s.preview_urls || {}) : [];
   if (tabs.dataset.ports !== ports.join(",")) {

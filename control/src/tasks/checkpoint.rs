@@ -24,23 +24,51 @@ pub enum Checkpoint {
     Failed(String),
 }
 
+/// How long a script may run, and how much of its output is kept.
+struct Limits {
+    timeout: Duration,
+    output: usize,
+}
+
+/// Checkpoints, listings and reverts.
+const SCRIPT: Limits = Limits {
+    timeout: Duration::from_secs(120),
+    output: 1 << 20,
+};
+
+/// A whole task's patch.
+const PATCH: Limits = Limits {
+    timeout: Duration::from_secs(60),
+    output: 16 << 20,
+};
+
 /// Runs a script in the sandbox (as the sandbox user, in the workspace).
 async fn run_script(
     docker: &Docker,
     container: &str,
     script: String,
     env: Vec<String>,
+    limits: Limits,
 ) -> Result<ExecOutput, DockerError> {
     let request = ExecRequest {
         cmd: vec!["/bin/sh".into(), "-c".into(), script],
         cwd: Some("/home/user/workspace".into()),
         env,
         stdin: None,
-        timeout: Duration::from_secs(120),
-        output_limit: 1 << 20,
+        timeout: limits.timeout,
+        output_limit: limits.output,
         marker: None,
     };
     docker.exec(container, &request).await
+}
+
+/// Why a git script that did not exit 0 failed.
+fn git_failure(out: &ExecOutput) -> String {
+    match out.exit_code {
+        Some(code) => format!("git exited with code {code}: {}", tail(&out.stderr, 5)),
+        None if out.timed_out => "git ran past its timeout".into(),
+        None => "git's exit code is unknown".into(),
+    }
 }
 
 /// Creates the app directory, and commits its current state (initialising
@@ -66,7 +94,7 @@ fi
 {GIT} rev-parse HEAD"#
     );
     let env = vec![format!("APP={APP_DIR}"), format!("TASK={task_id}")];
-    let out = run_script(docker, container, script, env).await?;
+    let out = run_script(docker, container, script, env, SCRIPT).await?;
     Ok(match out.exit_code {
         Some(0) => Checkpoint::Taken(String::from_utf8_lossy(&out.stdout).trim().to_string()),
         Some(NO_GIT) => Checkpoint::NoGit,
@@ -110,7 +138,7 @@ rm -f "$GIT_INDEX_FILE""#
         format!("TASK={task_id}"),
         format!("CHECKPOINT={checkpoint}"),
     ];
-    let out = run_script(docker, container, script, env)
+    let out = run_script(docker, container, script, env, SCRIPT)
         .await
         .map_err(|e| e.to_string())?;
     match out.exit_code {
@@ -123,12 +151,7 @@ rm -f "$GIT_INDEX_FILE""#
                 after: is_object_id(tree).then(|| tree.to_string()),
             })
         }
-        Some(code) => Err(format!(
-            "git exited with code {code}: {}",
-            tail(&out.stderr, 5)
-        )),
-        None if out.timed_out => Err("git ran past its timeout".into()),
-        None => Err("git's exit code is unknown".into()),
+        _ => Err(git_failure(&out)),
     }
 }
 
@@ -179,27 +202,13 @@ fi"#
         format!("CHECKPOINT={checkpoint}"),
         format!("AFTER={}", after.unwrap_or_default()),
     ];
-    let request = ExecRequest {
-        cmd: vec!["/bin/sh".into(), "-c".into(), script],
-        cwd: Some("/home/user/workspace".into()),
-        env,
-        stdin: None,
-        timeout: Duration::from_secs(60),
-        output_limit: 16 << 20,
-        marker: None,
-    };
-    let out = docker.exec(container, &request).await?;
+    let out = run_script(docker, container, script, env, PATCH).await?;
     Ok(match out.exit_code {
         Some(0) => Ok(split_patch(
             &String::from_utf8_lossy(&out.stdout),
             out.truncated,
         )),
-        Some(code) => Err(format!(
-            "git exited with code {code}: {}",
-            tail(&out.stderr, 5)
-        )),
-        None if out.timed_out => Err("git ran past its timeout".into()),
-        None => Err("git's exit code is unknown".into()),
+        _ => Err(git_failure(&out)),
     })
 }
 
@@ -314,7 +323,7 @@ cd "$APP"
 {GIT} clean -q -f -d"#
     );
     let env = vec![format!("APP={APP_DIR}"), format!("CHECKPOINT={checkpoint}")];
-    let out = run_script(docker, container, script, env).await?;
+    let out = run_script(docker, container, script, env, SCRIPT).await?;
     Ok(match out.exit_code {
         Some(0) => Ok(()),
         _ => Err(tail(&out.stderr, 5)),

@@ -109,14 +109,7 @@ async fn answer<R: IntoResponse>(result: Result<R, ApiError>) -> CallToolResult 
 
 /// An error before any handler ran (arguments that make no request).
 fn failure(e: ApiError) -> CallToolResult {
-    let body = berth_api::ErrorBody {
-        error: berth_api::ErrorDetail {
-            code: e.code,
-            retryable: e.code.retryable(),
-            message: e.message,
-        },
-    };
-    CallToolResult::structured_error(serde_json::to_value(body).unwrap_or_default())
+    CallToolResult::structured_error(serde_json::to_value(e.body()).unwrap_or_default())
 }
 
 /// The tool's arguments as the API's request body.
@@ -277,17 +270,8 @@ impl Berth {
             Ok(rec) => rec,
             Err(e) => return failure(e.into()),
         };
-        let mut urls: std::collections::BTreeMap<String, String> = if rec.public {
-            rec.ports
-                .0
-                .iter()
-                .map(|p| {
-                    (
-                        p.to_string(),
-                        sandboxes::preview_url(self.state.sandboxes.settings(), &rec.id, *p),
-                    )
-                })
-                .collect()
+        let mut urls = if rec.public {
+            sandboxes::view(&self.state.sandboxes, rec.clone(), None).preview_urls
         } else {
             match preview::mint(
                 State(self.state.clone()),
