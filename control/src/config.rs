@@ -113,9 +113,17 @@ pub struct Config {
     #[arg(long, env = "BERTH_PREVIEW_PORT")]
     pub preview_port: Option<u16>,
 
-    /// Seconds without activity after which a sandbox is stopped.
+    /// Seconds without activity after which a sandbox goes to sleep: light
+    /// sleep first (frozen), then stopped after BERTH_DEEP_SLEEP_AFTER.
     #[arg(long, env = "BERTH_IDLE_TIMEOUT", default_value_t = 900)]
     pub idle_timeout: u64,
+
+    /// Seconds a sandbox stays in light sleep (its container frozen: no CPU,
+    /// memory kept, woken in milliseconds) before it is stopped. Under memory
+    /// pressure light sleepers are stopped first. 0: no light sleep, idle
+    /// sandboxes are stopped at once.
+    #[arg(long, env = "BERTH_DEEP_SLEEP_AFTER", default_value_t = 1800)]
+    pub deep_sleep_after: u64,
 
     /// Longest keepalive a client may ask for, in seconds from now.
     #[arg(long, env = "BERTH_KEEPALIVE_MAX", default_value_t = 86_400)]
@@ -205,6 +213,8 @@ pub struct Settings {
     pub preview_scheme: String,
     pub preview_port: Option<u16>,
     pub idle_timeout: Duration,
+    /// Zero: no light sleep.
+    pub deep_sleep_after: Duration,
     pub keepalive_max: Duration,
     pub default_memory: u64,
     pub max_memory: u64,
@@ -351,6 +361,7 @@ impl Config {
             preview_scheme: self.preview_scheme,
             preview_port: self.preview_port,
             idle_timeout: Duration::from_secs(self.idle_timeout),
+            deep_sleep_after: Duration::from_secs(self.deep_sleep_after),
             keepalive_max: Duration::from_secs(self.keepalive_max),
             default_memory: self.default_memory.0,
             max_memory: self.max_memory.0,

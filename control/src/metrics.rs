@@ -21,7 +21,7 @@ pub enum MetricsError {
     Encoding,
 }
 
-/// Why a sandbox was stopped.
+/// Why a sandbox was stopped (or put to light sleep).
 #[derive(Debug, Clone, Copy)]
 pub enum StopReason {
     Api,
@@ -45,6 +45,8 @@ struct Inner {
     starts: IntCounterVec,
     start_seconds: Histogram,
     stops: IntCounterVec,
+    sleeps: IntCounterVec,
+    thaw_seconds: Histogram,
     exec_seconds: Histogram,
     sandboxes: IntGaugeVec,
     tasks: IntGaugeVec,
@@ -58,6 +60,7 @@ pub struct Metrics {
 }
 
 const START_BUCKETS: [f64; 11] = [0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0];
+const THAW_BUCKETS: [f64; 10] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0];
 const EXEC_BUCKETS: [f64; 12] = [
     0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0, 300.0,
 ];
@@ -87,6 +90,20 @@ impl Metrics {
             Opts::new("sandbox_stops_total", "Sandboxes stopped, by reason"),
             &["reason"],
         )?;
+        let sleeps = IntCounterVec::new(
+            Opts::new(
+                "sandbox_sleeps_total",
+                "Sandboxes put to light sleep (frozen), by reason",
+            ),
+            &["reason"],
+        )?;
+        let thaw_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "container_thaw_seconds",
+                "Light-sleeping sandbox containers thawed (docker unpause)",
+            )
+            .buckets(THAW_BUCKETS.to_vec()),
+        )?;
         let exec_seconds = Histogram::with_opts(
             HistogramOpts::new("exec_seconds", "Buffered execs, start to exit")
                 .buckets(EXEC_BUCKETS.to_vec()),
@@ -105,6 +122,8 @@ impl Metrics {
             Box::new(starts.clone()),
             Box::new(start_seconds.clone()),
             Box::new(stops.clone()),
+            Box::new(sleeps.clone()),
+            Box::new(thaw_seconds.clone()),
             Box::new(exec_seconds.clone()),
             Box::new(sandboxes.clone()),
             Box::new(tasks.clone()),
@@ -120,6 +139,9 @@ impl Metrics {
         ] {
             stops.with_label_values(&[reason.as_str()]);
         }
+        for reason in [StopReason::Api, StopReason::Idle] {
+            sleeps.with_label_values(&[reason.as_str()]);
+        }
         for result in ["ok", "error"] {
             starts.with_label_values(&[result]);
         }
@@ -130,6 +152,8 @@ impl Metrics {
                 starts,
                 start_seconds,
                 stops,
+                sleeps,
+                thaw_seconds,
                 exec_seconds,
                 sandboxes,
                 tasks,
@@ -155,6 +179,17 @@ impl Metrics {
 
     pub fn sandbox_stopped(&self, reason: StopReason) {
         self.inner.stops.with_label_values(&[reason.as_str()]).inc();
+    }
+
+    pub fn sandbox_slept(&self, reason: StopReason) {
+        self.inner
+            .sleeps
+            .with_label_values(&[reason.as_str()])
+            .inc();
+    }
+
+    pub fn container_thawed(&self, took: Duration) {
+        self.inner.thaw_seconds.observe(took.as_secs_f64());
     }
 
     pub fn exec_finished(&self, took: Duration) {

@@ -1,5 +1,6 @@
-//! The reaper: stops sandboxes idle past their timeout, and idle sandboxes
-//! (least recently used first) when the host runs short of memory.
+//! The reaper: puts sandboxes idle past their timeout to sleep (light sleep,
+//! then stopped), and stops idle sandboxes (light sleepers first, least
+//! recently used first) when the host runs short of memory.
 
 use std::time::Duration;
 

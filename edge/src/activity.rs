@@ -69,6 +69,11 @@ impl Activity {
         }
     }
 
+    /// Whether a request or WebSocket to sandbox `id` is open now.
+    pub fn is_open(&self, id: &str) -> bool {
+        self.lock().open.contains_key(id)
+    }
+
     /// What to report now; open connections count as activity now.
     fn take_batch(&self) -> HashMap<String, i64> {
         let mut state = self.lock();
@@ -135,7 +140,9 @@ mod tests {
         let guard = a.open("x");
         assert!(a.take_batch().contains_key("x"));
         assert!(a.take_batch().contains_key("x"), "still open");
+        assert!(a.is_open("x") && !a.is_open("y"));
         drop(guard);
+        assert!(!a.is_open("x"));
         assert!(a.take_batch().contains_key("x"), "the close is activity");
         assert!(a.take_batch().is_empty());
     }

@@ -77,7 +77,11 @@ impl Docker {
                 .trim_start_matches('/')
                 .to_string(),
             labels,
-            running: found.state.and_then(|s| s.running).unwrap_or(false),
+            // A frozen container (berth's light sleep) accepts connections
+            // in its kernel but never answers: not routable until thawed.
+            running: found
+                .state
+                .is_some_and(|s| s.running.unwrap_or(false) && !s.paused.unwrap_or(false)),
             ips,
             exposed_ports,
         }))

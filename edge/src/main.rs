@@ -155,6 +155,7 @@ fn main() -> std::process::ExitCode {
             routes,
             metrics,
             control: control.clone(),
+            activity: activity.clone(),
         },
     );
     let reporter = background_service(

@@ -469,3 +469,46 @@ async fn a_sandbox_whose_container_was_removed_is_recreated_on_request() {
     }
     panic!("never served again\n{}", edge.log_text());
 }
+
+#[tokio::test]
+async fn a_light_sleeping_sandbox_thaws_on_a_request_and_under_an_open_one() {
+    let (c, edge) = stack(&[("BERTH_DEEP_SLEEP_AFTER", "600")], &[]).await;
+    let id = app_sandbox(&c, json!({})).await;
+    let host = edge.preview_host(&id, 3000);
+    until_served(&edge, &host).await;
+    for round in 0..3 {
+        let r = c
+            .post(&format!("/v1/sandboxes/{id}/sleep"), json!({}))
+            .await;
+        assert_eq!(r.body["status"], "asleep", "round {round}: {r:?}");
+        // At once after the sleep: the edge may not have seen Docker's pause
+        // event yet, and a frozen app accepts connections but never answers.
+        // Either way the request thaws it and is answered.
+        let answered = tokio::time::timeout(Duration::from_secs(10), edge.get_text(&host, "/"))
+            .await
+            .unwrap_or_else(|_| panic!("round {round}: no answer\n{}", edge.log_text()));
+        assert_eq!(answered, (200, format!("hello from {id}")), "round {round}");
+        assert_eq!(c.status_of(&id).await, "running", "round {round}");
+    }
+
+    // Frozen while a stream to it is open: the open connection wakes it
+    // again, and the stream ends whole.
+    let stream = {
+        let req = edge.request(Method::GET, &host, "/sse");
+        tokio::spawn(async move { req.send().await.unwrap().text().await.unwrap() })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let r = c
+        .post(&format!("/v1/sandboxes/{id}/sleep"), json!({}))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    let body = tokio::time::timeout(Duration::from_secs(15), stream)
+        .await
+        .unwrap_or_else(|_| panic!("the stream hung on a frozen app\n{}", edge.log_text()))
+        .unwrap();
+    assert_eq!(body.matches("data: tick").count(), 3, "{body}");
+    c.eventually("it to be awake again", Duration::from_secs(5), || async {
+        c.status_of(&id).await == "running"
+    })
+    .await;
+}

@@ -15,6 +15,9 @@ use utoipa::ToSchema;
 #[serde(rename_all = "snake_case")]
 pub enum DesiredState {
     Running,
+    /// Light sleep: the container is frozen (no CPU, memory kept) and thaws
+    /// in milliseconds on any wake.
+    Asleep,
     Stopped,
     /// Container to be removed, then the row; the home directory stays.
     Deleted,
@@ -33,6 +36,8 @@ pub enum DesiredState {
 pub enum Status {
     Creating,
     Running,
+    /// Frozen in light sleep: no CPU, memory kept, woken in milliseconds.
+    Asleep,
     Stopping,
     Stopped,
     Error,
@@ -43,6 +48,7 @@ impl Status {
         match self {
             Status::Creating => "creating",
             Status::Running => "running",
+            Status::Asleep => "asleep",
             Status::Stopping => "stopping",
             Status::Stopped => "stopped",
             Status::Error => "error",

@@ -258,6 +258,16 @@ pub async fn run(cmd: Cmd, json: bool) -> Result<i32, CliError> {
             )
             .await
         }
+        Cmd::Sleep { id } => {
+            lifecycle(
+                &client,
+                Method::POST,
+                &format!("{}/sleep", sandbox_path(&id)),
+                json,
+                &style,
+            )
+            .await
+        }
         Cmd::Start { id } => {
             let mut spinner = Spinner::new();
             spinner.tick("starting");

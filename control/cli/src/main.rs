@@ -131,6 +131,8 @@ pub enum Cmd {
     Open { id: String, port: Option<u16> },
     /// Stop a sandbox (its workspace stays).
     Stop { id: String },
+    /// Put a sandbox to light sleep now: frozen, memory kept, woken in milliseconds by any use.
+    Sleep { id: String },
     /// Start or wake a sandbox.
     Start { id: String },
     /// Delete a sandbox's container and cancel its tasks; the workspace stays.

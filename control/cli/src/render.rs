@@ -46,7 +46,7 @@ impl Style {
         match s {
             "running" | "succeeded" => self.green(s),
             "error" | "failed" | "timed_out" => self.red(s),
-            "stopped" | "cancelled" => self.dim(s),
+            "stopped" | "asleep" | "cancelled" => self.dim(s),
             _ => self.yellow(s),
         }
     }

@@ -159,7 +159,9 @@ impl From<SandboxError> for ApiError {
             SandboxError::Invalid(m) => Self::invalid(m),
             SandboxError::InvalidImage(..) => Self::new(ErrorCode::InvalidImage, e.to_string()),
             SandboxError::NotFound(_) => Self::not_found(e.to_string()),
-            SandboxError::Exists(_) => Self::new(ErrorCode::Conflict, e.to_string()),
+            SandboxError::Exists(_) | SandboxError::NotRunning(_) | SandboxError::Busy(_) => {
+                Self::new(ErrorCode::Conflict, e.to_string())
+            }
             SandboxError::ImageMissing(_) => Self::new(ErrorCode::ImageNotFound, e.to_string()),
             SandboxError::Capacity { .. } => {
                 let mut err = Self::new(ErrorCode::SandboxCapacity, e.to_string());

@@ -155,9 +155,12 @@ async fn usage(state: &AppState, records: &[SandboxRecord]) -> FleetUsage {
             }
         }
     }
+    // A light sleeper holds its memory too: it is counted.
+    let holds_memory =
+        |r: &crate::store::SandboxRecord| matches!(r.status, Status::Running | Status::Asleep);
     let running: Vec<&str> = records
         .iter()
-        .filter(|r| r.status == Status::Running)
+        .filter(|r| holds_memory(r))
         .filter_map(|r| r.container_id.as_deref())
         .collect();
     let memory = state.fleet.memory(state, &running).await;
@@ -167,7 +170,7 @@ async fn usage(state: &AppState, records: &[SandboxRecord]) -> FleetUsage {
             .map(|r| {
                 let (tasks_running, tasks_queued) =
                     tasks.get(r.id.as_str()).copied().unwrap_or_default();
-                let memory_used_bytes = (r.status == Status::Running)
+                let memory_used_bytes = holds_memory(r)
                     .then(|| r.container_id.as_ref().and_then(|c| memory.get(c)))
                     .flatten()
                     .copied()

@@ -37,6 +37,7 @@ pub async fn scrape(State(state): State<AppState>) -> Result<impl IntoResponse, 
     for status in [
         Status::Creating,
         Status::Running,
+        Status::Asleep,
         Status::Stopping,
         Status::Stopped,
         Status::Error,

@@ -76,6 +76,7 @@ fn authenticated_routes() -> OpenApiRouter<AppState> {
             .routes(routes!(sandboxes::keepalive))
             .routes(routes!(sandboxes::purge))
             .routes(routes!(sandboxes::stop))
+            .routes(routes!(sandboxes::sleep))
             .routes(routes!(sandboxes::start))
             .routes(routes!(files::read, files::write, files::delete))
             .routes(routes!(tasks::list, tasks::create))

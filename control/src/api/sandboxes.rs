@@ -175,6 +175,30 @@ pub async fn stop(
 }
 
 #[utoipa::path(
+    post,
+    path = "/sleep",
+    operation_id = "sleep_sandbox",
+    tag = "sandboxes",
+    summary = "Put a sandbox to light sleep now: frozen, memory kept, woken in milliseconds by any use",
+    params(SandboxPath),
+    responses((status = 200, body = SandboxView), super::openapi::StopErrors)
+)]
+pub async fn sleep(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<SandboxView>, ApiError> {
+    let rec = state.sandboxes.get(&id).await?;
+    if state.tasks.is_running_on(&rec.id).await {
+        return Err(ApiError::new(
+            berth_api::ErrorCode::TaskInProgress,
+            "a task is running in this sandbox: it sleeps once the task ends and it is idle",
+        ));
+    }
+    let rec = state.sandboxes.sleep(&rec.id).await?;
+    Ok(Json(view(&state.sandboxes, rec, None)))
+}
+
+#[utoipa::path(
     delete,
     path = "",
     operation_id = "delete_sandbox",

@@ -91,13 +91,18 @@ pub struct ManagedContainer {
     pub id: String,
     pub sandbox_id: String,
     pub running: bool,
+    /// Frozen (`docker pause`): Docker counts it running, but nothing in it runs.
+    pub paused: bool,
 }
 
 /// The live state of one container.
 #[derive(Debug, Clone)]
 pub struct ContainerStatus {
     pub id: String,
+    /// Docker's `Running`, which a frozen container also is.
     pub running: bool,
+    /// Frozen by `docker pause` (berth's light sleep).
+    pub paused: bool,
     pub exit_code: Option<i64>,
     pub oom_killed: bool,
     /// Whether it has ever run (a container just created has not).
@@ -387,6 +392,29 @@ impl Docker {
         }
     }
 
+    /// Freezes a running container (the cgroup freezer: no CPU, memory
+    /// kept); frozen already is success.
+    pub async fn pause(&self, id: &str) -> Result<(), DockerError> {
+        match self.client().await?.pause_container(id).await {
+            Ok(()) => Ok(()),
+            Err(e) if status_of(&e) == Some(409) && self.is_paused(id).await? => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Thaws a frozen container; not frozen is success.
+    pub async fn unpause(&self, id: &str) -> Result<(), DockerError> {
+        match self.client().await?.unpause_container(id).await {
+            Ok(()) => Ok(()),
+            Err(e) if status_of(&e) == Some(409) && !self.is_paused(id).await? => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn is_paused(&self, id: &str) -> Result<bool, DockerError> {
+        Ok(self.inspect(id).await?.is_some_and(|c| c.paused))
+    }
+
     /// Stops a container, killing it after `grace`; stopped or missing is success.
     pub async fn stop(&self, id: &str, grace: Duration) -> Result<(), DockerError> {
         let options = StopContainerOptions {
@@ -445,6 +473,7 @@ impl Docker {
         Ok(Some(ContainerStatus {
             id: found.id.unwrap_or_default(),
             running: state.running.unwrap_or(false),
+            paused: state.paused.unwrap_or(false),
             exit_code: state.exit_code,
             oom_killed: state.oom_killed.unwrap_or(false),
             // Docker's zero time for a container that never ran.
@@ -519,7 +548,14 @@ impl Docker {
                     sandbox_id,
                     running: matches!(
                         c.state,
-                        Some(bollard::models::ContainerSummaryStateEnum::RUNNING)
+                        Some(
+                            bollard::models::ContainerSummaryStateEnum::RUNNING
+                                | bollard::models::ContainerSummaryStateEnum::PAUSED
+                        )
+                    ),
+                    paused: matches!(
+                        c.state,
+                        Some(bollard::models::ContainerSummaryStateEnum::PAUSED)
                     ),
                 })
             })

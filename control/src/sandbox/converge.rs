@@ -35,6 +35,7 @@ impl Sandboxes {
     pub async fn converge(&self, rec: &SandboxRecord, origin: Origin) -> Result<(), SandboxError> {
         let result = match rec.desired_state {
             DesiredState::Running => self.converge_running(rec, origin).await,
+            DesiredState::Asleep => self.converge_asleep(rec).await,
             DesiredState::Stopped => self.converge_stopped(rec).await,
             DesiredState::Deleted | DesiredState::Purged => self.converge_gone(rec).await,
         };
@@ -63,6 +64,13 @@ impl Sandboxes {
         origin: Origin,
     ) -> Result<(), SandboxError> {
         let container = self.ensure_container(rec).await?;
+        if container.paused {
+            // Light sleep ends: the processes go on where they were.
+            let began = std::time::Instant::now();
+            self.inner.docker.unpause(&container.id).await?;
+            self.inner.metrics.container_thawed(began.elapsed());
+            tracing::info!(sandbox = %rec.id, ms = began.elapsed().as_secs_f64() * 1e3, "container thawed");
+        }
         if container.running && origin == Origin::Reconciler {
             // Up for a whole pass: a crash loop's backoff starts over.
             self.inner.crashes.forget(&rec.id);
@@ -180,8 +188,48 @@ impl Sandboxes {
         Ok(())
     }
 
+    /// Light sleep: the container frozen, its memory kept. A container that
+    /// is not running (a Docker restart ends frozen containers) leaves the
+    /// sandbox in deep sleep instead: stopped, woken by a fresh start.
+    async fn converge_asleep(&self, rec: &SandboxRecord) -> Result<(), SandboxError> {
+        let container = self.ensure_container(rec).await?;
+        if !container.running {
+            self.inner
+                .store
+                .set_desired(&rec.id, DesiredState::Stopped, Status::Stopped)
+                .await?;
+            self.inner
+                .store
+                .set_status(
+                    &rec.id,
+                    Status::Stopped,
+                    Some(
+                        "its container stopped during light sleep; the next wake starts it afresh",
+                    ),
+                )
+                .await?;
+            return Ok(());
+        }
+        if !container.paused {
+            self.inner.docker.pause(&container.id).await?;
+            tracing::info!(sandbox = %rec.id, "container frozen (light sleep)");
+        }
+        if rec.status != Status::Asleep || rec.status_detail.is_some() {
+            self.inner
+                .store
+                .set_status(&rec.id, Status::Asleep, None)
+                .await?;
+        }
+        Ok(())
+    }
+
     async fn converge_stopped(&self, rec: &SandboxRecord) -> Result<(), SandboxError> {
         let container = self.ensure_container(rec).await?;
+        if container.paused {
+            // A frozen process cannot act on SIGTERM: thaw it, so that it
+            // gets its grace period like any other.
+            self.inner.docker.unpause(&container.id).await?;
+        }
         if container.running {
             if rec.status != Status::Stopping {
                 self.inner
@@ -243,6 +291,9 @@ impl Sandboxes {
             let foreign_uid = c.labels.get(LABEL_UID) != Some(&uid.to_string());
             if foreign_uid && c.running {
                 tracing::info!(sandbox = %rec.id, uid, "replacing a container that runs under a shared uid");
+                if c.paused {
+                    self.inner.docker.unpause(&c.id).await?;
+                }
                 self.inner
                     .docker
                     .stop(&c.id, self.inner.settings.stop_timeout)
@@ -287,6 +338,7 @@ impl Sandboxes {
         Ok(ContainerStatus {
             id: container_id,
             running: false,
+            paused: false,
             exit_code: None,
             oom_killed: false,
             ever_started: false,

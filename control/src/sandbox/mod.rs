@@ -64,6 +64,10 @@ pub enum SandboxError {
          tool guards sandbox egress"
     )]
     Firewall(String),
+    #[error("sandbox `{0}` is stopped: only a running sandbox goes to light sleep")]
+    NotRunning(String),
+    #[error("sandbox `{0}` is busy (a command, task or open connection): it cannot sleep under it")]
+    Busy(String),
     #[error(transparent)]
     Docker(#[from] DockerError),
     #[error(transparent)]
@@ -336,7 +340,9 @@ impl Sandboxes {
                 return;
             }
         };
-        for container in containers.iter().filter(|c| c.running) {
+        // A frozen container's execs cannot be killed until it thaws; its
+        // sandbox was idle (no exec in flight) when it was frozen.
+        for container in containers.iter().filter(|c| c.running && !c.paused) {
             if let Err(e) = self.inner.docker.kill_abandoned_execs(&container.id).await {
                 tracing::warn!(sandbox = %container.sandbox_id, error = %e, "could not kill execs abandoned by a restart");
             }
@@ -414,6 +420,36 @@ impl Sandboxes {
             self.inner.metrics.sandbox_stopped(StopReason::Api);
         }
         Ok(self.inner.store.sandbox(&rec.id).await?)
+    }
+
+    /// Puts a running sandbox to light sleep at once: its container is
+    /// frozen (no CPU, memory kept) and any wake thaws it in milliseconds.
+    /// Asleep already is success; a stopped sandbox stays stopped.
+    pub async fn sleep(&self, id: &str) -> Result<SandboxRecord, SandboxError> {
+        let rec = self.get(id).await?;
+        let _guard = self.inner.locks.lock(&rec.id).await;
+        let rec = self.get(&rec.id).await?;
+        match rec.desired_state {
+            DesiredState::Running => {
+                if self.inner.activity.is_busy(&rec.id) {
+                    return Err(SandboxError::Busy(rec.id));
+                }
+                self.sleep_locked(&rec).await?;
+                self.inner.metrics.sandbox_slept(StopReason::Api);
+            }
+            DesiredState::Asleep => {}
+            _ => return Err(SandboxError::NotRunning(rec.id)),
+        }
+        Ok(self.inner.store.sandbox(&rec.id).await?)
+    }
+
+    async fn sleep_locked(&self, rec: &SandboxRecord) -> Result<(), SandboxError> {
+        self.inner
+            .store
+            .set_desired(&rec.id, DesiredState::Asleep, rec.status)
+            .await?;
+        let rec = self.inner.store.sandbox(&rec.id).await?;
+        self.converge(&rec, Origin::Api).await
     }
 
     async fn stop_locked(
@@ -573,13 +609,18 @@ impl Sandboxes {
         let mut candidates: Vec<(i64, SandboxRecord)> = all
             .into_iter()
             .filter(|r| Some(r.id.as_str()) != except)
-            .filter(|r| r.desired_state == DesiredState::Running && r.status == Status::Running)
+            .filter(|r| {
+                (r.desired_state == DesiredState::Running && r.status == Status::Running)
+                    || r.desired_state == DesiredState::Asleep
+            })
             .filter(|r| r.idle_policy == crate::store::IdlePolicy::Sleep)
             .filter(|r| r.keepalive_until.is_none_or(|k| k <= now))
             .filter(|r| !self.inner.activity.is_busy(&r.id))
             .map(|r| (self.last_active(&r), r))
             .collect();
-        candidates.sort_by_key(|(last, _)| *last);
+        // Light sleepers first (they hold memory nobody is using), each
+        // tier least recently used first.
+        candidates.sort_by_key(|(last, r)| (r.desired_state != DesiredState::Asleep, *last));
         for (_, rec) in candidates {
             match self.inner.memory.read() {
                 Some(p) if p.is_under() => {}
@@ -614,40 +655,68 @@ impl Sandboxes {
         stopped
     }
 
-    /// Stops sandboxes idle past their timeout and keepalive. Returns how
-    /// many were stopped.
-    pub async fn reap_idle(&self) -> Result<usize, SandboxError> {
-        let now = now_ms();
-        let mut stopped = 0;
-        for rec in self.inner.store.sandboxes().await? {
-            if rec.desired_state != DesiredState::Running || !self.idle_expired(&rec, now) {
+    /// Puts sandboxes idle past their timeout and keepalive to sleep: light
+    /// sleep first, stopped once light sleep has lasted
+    /// `BERTH_DEEP_SLEEP_AFTER` (at once when that is zero).
+    pub async fn reap_idle(&self) -> Result<Reaped, SandboxError> {
+        let mut reaped = Reaped::default();
+        for listed in self.inner.store.sandboxes().await? {
+            if self.sleep_due(&listed, now_ms()).is_none() {
                 continue;
             }
-            let Some(_guard) = self.inner.locks.try_lock(&rec.id) else {
+            let Some(_guard) = self.inner.locks.try_lock(&listed.id) else {
                 continue;
             };
             // Re-read under the lock: it may have been used meanwhile.
-            let Some(rec) = self.inner.store.find_sandbox(&rec.id).await? else {
+            let Some(rec) = self.inner.store.find_sandbox(&listed.id).await? else {
                 continue;
             };
-            if rec.desired_state != DesiredState::Running || !self.idle_expired(&rec, now_ms()) {
-                continue;
-            }
-            match self
-                .stop_locked(&rec, Some("stopped after its idle timeout"))
-                .await
-            {
-                Ok(()) => {
-                    tracing::info!(sandbox = %rec.id, idle_timeout_s = rec.idle_timeout_s, "stopped idle sandbox");
-                    self.inner.metrics.sandbox_stopped(StopReason::Idle);
-                    stopped += 1;
+            let result = match self.sleep_due(&rec, now_ms()) {
+                None => continue,
+                Some(Tier::Light) => self.sleep_locked(&rec).await.map(|()| {
+                    tracing::info!(sandbox = %rec.id, idle_timeout_s = rec.idle_timeout_s, "idle sandbox in light sleep");
+                    self.inner.metrics.sandbox_slept(StopReason::Idle);
+                    reaped.slept += 1;
+                }),
+                Some(Tier::Deep) => {
+                    let why = if rec.desired_state == DesiredState::Asleep {
+                        "stopped after its light sleep"
+                    } else {
+                        "stopped after its idle timeout"
+                    };
+                    self.stop_locked(&rec, Some(why)).await.map(|()| {
+                        tracing::info!(sandbox = %rec.id, idle_timeout_s = rec.idle_timeout_s, "{why}");
+                        self.inner.metrics.sandbox_stopped(StopReason::Idle);
+                        reaped.stopped += 1;
+                    })
                 }
-                Err(e) => {
-                    tracing::warn!(sandbox = %rec.id, error = %e, "could not stop idle sandbox")
-                }
+            };
+            if let Err(e) = result {
+                tracing::warn!(sandbox = %rec.id, error = %e, "could not put an idle sandbox to sleep");
             }
         }
-        Ok(stopped)
+        Ok(reaped)
+    }
+
+    /// Which sleep an idle sandbox is due for now, if any.
+    fn sleep_due(&self, rec: &SandboxRecord, now: i64) -> Option<Tier> {
+        let deep_after =
+            i64::try_from(self.inner.settings.deep_sleep_after.as_millis()).unwrap_or(i64::MAX);
+        match rec.desired_state {
+            DesiredState::Running if self.idle_expired(rec, now) => Some(if deep_after == 0 {
+                Tier::Deep
+            } else {
+                Tier::Light
+            }),
+            DesiredState::Asleep
+                if rec.idle_policy == crate::store::IdlePolicy::Sleep
+                    && !self.inner.activity.is_busy(&rec.id)
+                    && now >= self.idle_deadline(rec).saturating_add(deep_after) =>
+            {
+                Some(Tier::Deep)
+            }
+            _ => None,
+        }
     }
 
     /// Whether a sandbox that sleeps when idle has been idle past its
@@ -658,11 +727,14 @@ impl Sandboxes {
         {
             return false;
         }
-        let deadline = self
-            .last_active(rec)
+        now >= self.idle_deadline(rec)
+    }
+
+    /// When a sandbox's idle timeout (or keepalive) runs out.
+    fn idle_deadline(&self, rec: &SandboxRecord) -> i64 {
+        self.last_active(rec)
             .saturating_add(rec.idle_timeout_s.saturating_mul(1000))
-            .max(rec.keepalive_until.unwrap_or(0));
-        now >= deadline
+            .max(rec.keepalive_until.unwrap_or(0))
     }
 
     /// Removes the container named for `id` if this instance made it.
@@ -685,6 +757,24 @@ impl Sandboxes {
                 .map(String::as_str)
                 == Some(id)
     }
+}
+
+/// What one idle pass did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Reaped {
+    /// Put to light sleep.
+    pub slept: usize,
+    /// Stopped.
+    pub stopped: usize,
+}
+
+/// The two sleeps of an idle sandbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tier {
+    /// Frozen: no CPU, memory kept.
+    Light,
+    /// Stopped: nothing kept but its files.
+    Deep,
 }
 
 /// A sandbox on its way out is no longer visible to clients.

@@ -354,6 +354,9 @@ impl Control {
             ("BERTH_DEFAULT_MEMORY".into(), "256m".into()),
             ("BERTH_RECONCILE_INTERVAL".into(), "2".into()),
             ("BERTH_REAP_INTERVAL".into(), "1".into()),
+            // Idle sandboxes stop at once, as before light sleep; the tests
+            // of light sleep (sleep.rs) set their own.
+            ("BERTH_DEEP_SLEEP_AFTER".into(), "0".into()),
             ("BERTH_STOP_TIMEOUT".into(), "2".into()),
             ("RUST_LOG".into(), "info,berth_control=debug".into()),
         ];

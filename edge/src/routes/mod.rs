@@ -26,6 +26,7 @@ pub struct ContainerInfo {
     pub name: String,
     /// Keys lower-cased (Traefik's keys are case-insensitive).
     pub labels: HashMap<String, String>,
+    /// Running and not frozen: its apps can answer.
     pub running: bool,
     /// Address by network name.
     pub ips: BTreeMap<String, IpAddr>,

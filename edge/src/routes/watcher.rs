@@ -11,6 +11,7 @@ use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
 use super::Routes;
+use crate::activity::Activity;
 use crate::control::{Control, ControlError};
 use crate::docker::{Docker, DockerError};
 use crate::metrics::Metrics;
@@ -36,8 +37,10 @@ pub struct Watcher {
     pub docker: Docker,
     pub routes: Routes,
     pub metrics: Metrics,
-    /// Asked once for the instance whose sandboxes this edge routes.
+    /// Asked once for the instance whose sandboxes this edge routes, and
+    /// to thaw a sandbox frozen under an open connection.
     pub control: Control,
+    pub activity: Activity,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -77,12 +80,42 @@ impl Watcher {
             if ignored(&action) {
                 continue;
             }
-            if let Some(id) = event.actor.and_then(|a| a.id) {
-                self.refresh(&id).await?;
+            let Some(actor) = event.actor else { continue };
+            if let Some(id) = &actor.id {
+                self.refresh(id).await?;
                 self.metrics.routes_changed(&self.routes.load());
+            }
+            if action == "pause" {
+                let sandbox = actor
+                    .attributes
+                    .as_ref()
+                    .and_then(|a| a.get(berth_wire::labels::SANDBOX));
+                if let Some(sandbox) = sandbox {
+                    self.thaw_if_in_use(sandbox);
+                }
             }
         }
         Ok(())
+    }
+}
+
+impl Watcher {
+    /// A sandbox frozen (light sleep) while a request or WebSocket to it is
+    /// open: the route table dropped it, but what was already sent to it
+    /// would wait forever for a frozen app. An open connection keeps a
+    /// sandbox awake, so it is woken at once.
+    fn thaw_if_in_use(&self, sandbox: &str) {
+        if !self.activity.is_open(sandbox) {
+            return;
+        }
+        tracing::info!(sandbox, "frozen under an open connection: waking it");
+        let control = self.control.clone();
+        let sandbox = sandbox.to_string();
+        tokio::spawn(async move {
+            if let Err(e) = control.start(&sandbox).await {
+                tracing::warn!(sandbox, error = %e, "could not wake a sandbox frozen under an open connection");
+            }
+        });
     }
 }
 
