@@ -6,17 +6,25 @@
 #      serving a small file). Prints requests/s and p99, and the ratios.
 #   2. Wake latency: stopped sandbox -> first byte through the edge, next to
 #      raw `docker start` -> port accepting connections, same container.
+#   3. Light sleep: a request to a frozen sandbox next to the same request
+#      awake, and next to `docker unpause` + the request by hand
+#      (light_sleep.py).
+#   4. HTTPS: the edge and nginx with the same certificate.
 #
 # Targets: edge req/s >= nginx's with p99 no worse, >= 2x Caddy's; a wake
-# adds < 50 ms to raw docker start -> ready.
+# adds < 50 ms to raw docker start -> ready; a light wake adds <= 25 ms to
+# an awake request (p50) and beats the CLI.
 #
 #   edge/bench/bench.sh [seconds per run (10)] [connections (64)] [rounds (3)]
 #   BERTH_EDGE_WORK_STEALING=false edge/bench/bench.sh   # any edge setting
+#   BERTH_BENCH_SECTIONS="wake sleep" edge/bench/bench.sh   # some sections only
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 DURATION="${1:-10}"
 CONNECTIONS="${2:-64}"
 ROUNDS="${3:-3}"
+SECTIONS=" ${BERTH_BENCH_SECTIONS:-throughput wake sleep https} "
+section() { [[ "$SECTIONS" == *" $1 "* ]]; }
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/berth-target}"
 WORK="$(mktemp -d /tmp/berth-edge-bench.XXXXXX)"
 IMAGE=berth-bench-nginx:latest
@@ -184,6 +192,7 @@ measure_direct() {
   echo "$rps $p99 $err 0"
 }
 
+if section throughput; then
 echo "warming up…" >&2
 for port in "$EDGE_PORT" "$PLAIN_PORT" "$NGINX_PORT" "$CADDY_PORT"; do
   wrk -t2 -c"$CONNECTIONS" -d2s -H "Host: $HOST" "http://127.0.0.1:$port/" >/dev/null 2>&1
@@ -226,7 +235,9 @@ print(f"proxy CPU per request: caddy/edge {c[2]/e[2]:5.2f}   nginx/edge {n[2]/e[
 p = rows["edge-no-relay"]
 print(f"relay on/off requests/s {e[0]/p[0]:5.2f}   p99 {e[1]/p[1]:5.2f}")
 EOF
+fi
 
+if section wake; then
 echo
 echo "wake latency (5 rounds each, same container; raw = Docker API start + port poll)"
 wake_rounds=5
@@ -254,6 +265,14 @@ print(f"raw docker start -> port ready   median {r:6.0f} ms   {raw}")
 print(f"stopped -> first byte via edge   median {v:6.0f} ms   {via}")
 print(f"wake overhead                    {v - r:+6.0f} ms   (target < 50 ms)")
 EOF
+fi
+
+if section sleep; then
+  echo
+  python3 edge/bench/light_sleep.py "$API" "$EDGE_PORT" "$HOST" "$ID" "$IP" "${BERTH_BENCH_SLEEP_ROUNDS:-50}"
+fi
+
+section https || exit 0
 
 echo
 echo "HTTPS (same certificate for both: the edge's local one)"
