@@ -3,8 +3,11 @@
 
   - create latency p50/p95 (POST /sandbox → running container) next to
     `docker run -d` of the same image on the same network, and their ratio
+  - the same creates claimed from the warm pool (BERTH_WARM_POOL), next to
+    the cold ones (target: p50 <= 0.1x cold)
   - wake latency p50 (POST …/start of a stopped sandbox) next to
     `docker start` of a stopped container, and their ratio
+  - light wake (POST …/start of a frozen sandbox) next to `docker unpause`
   - exec latency p50 through the API next to `docker exec` CLI on the same
     container, and their ratio (target: < 1.0)
   - control's resident memory with N sandboxes
@@ -67,6 +70,16 @@ def pct(values, p):
     return values[k]
 
 
+def metric(port, series):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.request("GET", "/metrics")
+    text = conn.getresponse().read().decode()
+    for line in text.splitlines():
+        if line.startswith(series + " "):
+            return float(line.split()[1])
+    return 0.0
+
+
 class Api:
     def __init__(self, port):
         self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
@@ -109,6 +122,7 @@ def main():
         "BERTH_DEFAULT_MEMORY": "64m",
         "BERTH_DEFAULT_CPUS": "1",
         "RUST_LOG": "warn",
+        "BERTH_WARM_POOL": str(args.creates),
     }
     proc = subprocess.Popen([binary], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     instance = None
@@ -126,12 +140,34 @@ def main():
         # Warm up: the network and the image inspect path.
         api.call("POST", "/sandbox", {"id": "warm"})
 
+        def pool_ready():
+            return api.call("GET", "/v1/info")[1]["warm_pool"]["ready"]
+
+        def pool_full():
+            deadline = time.time() + 300
+            while pool_ready() < args.creates and time.time() < deadline:
+                time.sleep(0.2)
+
+        # Every series runs with the pool full and not refilling, so that
+        # none competes with the pool's background creates (but the warm
+        # one, whose claims start refills as they would in use).
+        pool_full()
+        # Cold: a client-chosen id is never served from the pool.
         create_ms = []
         for i in range(args.creates):
             t = time.perf_counter()
-            status, body = api.call("POST", "/sandbox", {})
+            status, body = api.call("POST", "/sandbox", {"id": f"cold-{i}"})
             create_ms.append((time.perf_counter() - t) * 1000)
             assert status == 201, body
+        # Warm: the same creates without an id, each claiming a pooled one.
+        warm_ms = []
+        for i in range(args.creates):
+            t = time.perf_counter()
+            status, body = api.call("POST", "/sandbox", {})
+            warm_ms.append((time.perf_counter() - t) * 1000)
+            assert status == 201, body
+        warm_claimed = int(metric(port, 'berth_control_warm_pool_creates_total{result="warm"}'))
+        pool_full()
         # The reference: the Docker CLI starting the same image on the same
         # network, with the same limits.
         docker_run_ms = []
@@ -161,6 +197,22 @@ def main():
             sh("docker", "start", ref)
             docker_start_ms.append((time.perf_counter() - t) * 1000)
 
+        # Light wake: a frozen sandbox started through the API, next to
+        # `docker unpause` of a paused container.
+        light_ms, unpause_ms = [], []
+        for i in range(args.wakes * 2):
+            status, body = api.call("POST", "/v1/sandboxes/sleeper/sleep")
+            assert status == 200 and body["status"] == "asleep", body
+            t = time.perf_counter()
+            status, body = api.call("POST", "/v1/sandboxes/sleeper/start")
+            light_ms.append((time.perf_counter() - t) * 1000)
+            assert status == 200 and body["status"] == "running", body
+            ref = references[i % len(references)]
+            sh("docker", "pause", ref)
+            t = time.perf_counter()
+            sh("docker", "unpause", ref)
+            unpause_ms.append((time.perf_counter() - t) * 1000)
+
         for _ in range(5):
             api.call("POST", "/sandbox/warm/exec", {"cmd": ["true"]})
         api_ms = []
@@ -175,7 +227,7 @@ def main():
             sh("docker", "exec", "berth-warm", "true")
             cli_ms.append((time.perf_counter() - t) * 1000)
 
-        existing = 2 + args.creates
+        existing = 2 + 2 * args.creates
         for _ in range(max(0, args.sandboxes - existing)):
             status, body = api.call("POST", "/sandbox", {})
             assert status == 201, body
@@ -191,11 +243,20 @@ def main():
         print(f"  through berth API   p50 {c50:7.1f} ms   p95 {pct(create_ms, 95):7.1f} ms   (target p50 < 1000 ms)")
         print(f"  docker run -d CLI   p50 {r50:7.1f} ms   p95 {pct(docker_run_ms, 95):7.1f} ms")
         print(f"  ratio API/CLI       {c50 / r50:7.2f}")
+        m50 = statistics.median(warm_ms)
+        print(f"create from the warm pool ({args.creates} creates, {warm_claimed} claimed):")
+        print(f"  warm through API    p50 {m50:7.1f} ms   p95 {pct(warm_ms, 95):7.1f} ms")
+        print(f"  ratio warm/cold     {m50 / c50:7.2f}      (target <= 0.10)")
         w50, s50 = statistics.median(wake_ms), statistics.median(docker_start_ms)
         print(f"wake latency ({args.wakes} starts of a stopped sandbox):")
         print(f"  through berth API   p50 {w50:7.1f} ms   p95 {pct(wake_ms, 95):7.1f} ms")
         print(f"  docker start CLI    p50 {s50:7.1f} ms   p95 {pct(docker_start_ms, 95):7.1f} ms")
         print(f"  ratio API/CLI       {w50 / s50:7.2f}")
+        l50, u50 = statistics.median(light_ms), statistics.median(unpause_ms)
+        print(f"light wake ({len(light_ms)} starts of a frozen sandbox):")
+        print(f"  through berth API   p50 {l50:7.1f} ms   p99 {pct(light_ms, 99):7.1f} ms")
+        print(f"  docker unpause CLI  p50 {u50:7.1f} ms   p99 {pct(unpause_ms, 99):7.1f} ms")
+        print(f"  ratio API/CLI       {l50 / u50:7.2f}      (target < 1.0)")
         a50, c50 = statistics.median(api_ms), statistics.median(cli_ms)
         print(f"exec latency ({args.execs} runs of `true`):")
         print(f"  through berth API   p50 {a50:7.1f} ms   p95 {pct(api_ms, 95):7.1f} ms")

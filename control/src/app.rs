@@ -111,6 +111,11 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
                 (sandboxes.clone(), settings.reap_interval, loops.clone());
             move || reaper::run(sandboxes.clone(), every, stop.clone())
         }),
+        crate::supervise::spawn("warm pool", health.clone(), loops.clone(), {
+            let (sandboxes, every, stop) =
+                (sandboxes.clone(), settings.reap_interval, loops.clone());
+            move || crate::sandbox::pool::run(sandboxes.clone(), every, stop.clone())
+        }),
         crate::supervise::spawn("activity", health.clone(), loops.clone(), {
             let (activity, store, stop) = (activity.clone(), store.clone(), loops.clone());
             move || {

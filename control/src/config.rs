@@ -118,6 +118,11 @@ pub struct Config {
     #[arg(long, env = "BERTH_IDLE_TIMEOUT", default_value_t = 900)]
     pub idle_timeout: u64,
 
+    /// Ready sandboxes of the default image kept frozen, so that a create
+    /// without a client-chosen id claims one in milliseconds. 0: none.
+    #[arg(long, env = "BERTH_WARM_POOL", default_value_t = 0)]
+    pub warm_pool: usize,
+
     /// Seconds a sandbox stays in light sleep (its container frozen: no CPU,
     /// memory kept, woken in milliseconds) before it is stopped. Under memory
     /// pressure light sleepers are stopped first. 0: no light sleep, idle
@@ -215,6 +220,7 @@ pub struct Settings {
     pub idle_timeout: Duration,
     /// Zero: no light sleep.
     pub deep_sleep_after: Duration,
+    pub warm_pool: usize,
     pub keepalive_max: Duration,
     pub default_memory: u64,
     pub max_memory: u64,
@@ -362,6 +368,7 @@ impl Config {
             preview_port: self.preview_port,
             idle_timeout: Duration::from_secs(self.idle_timeout),
             deep_sleep_after: Duration::from_secs(self.deep_sleep_after),
+            warm_pool: self.warm_pool,
             keepalive_max: Duration::from_secs(self.keepalive_max),
             default_memory: self.default_memory.0,
             max_memory: self.max_memory.0,

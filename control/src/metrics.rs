@@ -47,6 +47,8 @@ struct Inner {
     stops: IntCounterVec,
     sleeps: IntCounterVec,
     thaw_seconds: Histogram,
+    pool_claims: IntCounterVec,
+    pool_ready: IntGauge,
     exec_seconds: Histogram,
     sandboxes: IntGaugeVec,
     tasks: IntGaugeVec,
@@ -104,6 +106,15 @@ impl Metrics {
             )
             .buckets(THAW_BUCKETS.to_vec()),
         )?;
+        let pool_claims = IntCounterVec::new(
+            Opts::new(
+                "warm_pool_creates_total",
+                "Creates that fit the warm pool, by how they were served (warm: claimed; cold: the pool was empty)",
+            ),
+            &["result"],
+        )?;
+        let pool_ready =
+            IntGauge::new("warm_pool_ready", "Warm pool sandboxes ready to be claimed")?;
         let exec_seconds = Histogram::with_opts(
             HistogramOpts::new("exec_seconds", "Buffered execs, start to exit")
                 .buckets(EXEC_BUCKETS.to_vec()),
@@ -124,6 +135,8 @@ impl Metrics {
             Box::new(stops.clone()),
             Box::new(sleeps.clone()),
             Box::new(thaw_seconds.clone()),
+            Box::new(pool_claims.clone()),
+            Box::new(pool_ready.clone()),
             Box::new(exec_seconds.clone()),
             Box::new(sandboxes.clone()),
             Box::new(tasks.clone()),
@@ -142,6 +155,9 @@ impl Metrics {
         for reason in [StopReason::Api, StopReason::Idle] {
             sleeps.with_label_values(&[reason.as_str()]);
         }
+        for result in ["warm", "cold"] {
+            pool_claims.with_label_values(&[result]);
+        }
         for result in ["ok", "error"] {
             starts.with_label_values(&[result]);
         }
@@ -154,6 +170,8 @@ impl Metrics {
                 stops,
                 sleeps,
                 thaw_seconds,
+                pool_claims,
+                pool_ready,
                 exec_seconds,
                 sandboxes,
                 tasks,
@@ -190,6 +208,17 @@ impl Metrics {
 
     pub fn container_thawed(&self, took: Duration) {
         self.inner.thaw_seconds.observe(took.as_secs_f64());
+    }
+
+    pub fn pool_claimed(&self, warm: bool) {
+        let result = if warm { "warm" } else { "cold" };
+        self.inner.pool_claims.with_label_values(&[result]).inc();
+    }
+
+    pub fn pool_ready(&self, ready: usize) {
+        self.inner
+            .pool_ready
+            .set(i64::try_from(ready).unwrap_or(i64::MAX));
     }
 
     pub fn exec_finished(&self, took: Duration) {

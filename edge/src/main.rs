@@ -110,6 +110,7 @@ fn main() -> std::process::ExitCode {
         metrics: metrics.clone(),
         relay: relay.clone(),
         unknown: Mutex::new(HashMap::new()),
+        claimed: Mutex::new(HashMap::new()),
         lookups: Mutex::new(RateLimit::new(LOOKUPS_PER_SECOND, LOOKUPS_BURST)),
     };
 

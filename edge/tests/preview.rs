@@ -512,3 +512,44 @@ async fn a_light_sleeping_sandbox_thaws_on_a_request_and_under_an_open_one() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_sandbox_claimed_from_the_warm_pool_is_routed_by_its_own_ports_and_visibility() {
+    let (c, edge) = stack(&[("BERTH_WARM_POOL", "2")], &[]).await;
+    c.eventually("the warm pool to fill", Duration::from_secs(60), || async {
+        c.get("/v1/info").await.body["warm_pool"]["ready"] == 2
+    })
+    .await;
+    let id = app_sandbox(&c, json!({})).await;
+    // Its container was made for the pool: no ports nor visibility labelled.
+    assert_eq!(
+        common::control::inspect(&c.container(&id), "{{index .Config.Labels \"berth.pool\"}}"),
+        "true"
+    );
+    let host = edge.preview_host(&id, 3000);
+    until_served(&edge, &host).await;
+    assert_eq!(
+        edge.get_text(&host, "/").await,
+        (200, format!("hello from {id}"))
+    );
+    assert_eq!(
+        edge.get(&edge.preview_host(&id, 3001), "/").await.status(),
+        StatusCode::NOT_FOUND,
+        "a port it did not declare"
+    );
+
+    let private = app_sandbox(&c, json!({"public": false})).await;
+    assert_eq!(
+        common::control::inspect(
+            &c.container(&private),
+            "{{index .Config.Labels \"berth.pool\"}}"
+        ),
+        "true"
+    );
+    let host = edge.preview_host(&private, 3000);
+    assert_eq!(
+        edge.get(&host, "/").await.status(),
+        StatusCode::UNAUTHORIZED,
+        "private, though its labels cannot say so"
+    );
+}

@@ -111,6 +111,10 @@ pub async fn info(State(state): State<AppState>) -> Json<serde_json::Value> {
         "default_image": s.image,
         "default_image_status": image,
         "preview_domain": s.preview_domain,
+        "warm_pool": state.sandboxes.pool_status().await,
+        "sleep": {
+            "deep_sleep_after_s": s.deep_sleep_after.as_secs(),
+        },
         "isolation": {
             "runtimes": runtimes,
             "default_runtime": s.runtime,

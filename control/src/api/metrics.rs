@@ -26,7 +26,7 @@ pub async fn scrape(State(state): State<AppState>) -> Result<impl IntoResponse, 
         .sandboxes()
         .await
         .map_err(|e| ApiError::internal(&e))?;
-    for rec in records {
+    for rec in records.iter().filter(|r| !r.pooled) {
         let status = rec.status.as_str();
         match sandboxes.iter_mut().find(|(s, _)| *s == status) {
             Some((_, n)) => *n += 1,

@@ -80,17 +80,23 @@ pub fn view(
     tag = "sandboxes",
     summary = "Create a sandbox (and start it)",
     request_body(content = Option<berth_api::CreateRequest>, content_type = "application/json", description = "Optional: every field has a default"),
-    responses((status = 201, body = SandboxView, description = "Created and starting; `Location` names it", headers(("Location" = String, description = "The sandbox's URL"))), super::openapi::CreateErrors)
+    responses((status = 201, body = SandboxView, description = "Created and starting; `Location` names it", headers(("Location" = String, description = "The sandbox's URL"), ("Berth-Placement" = String, description = "`warm` when a ready sandbox was claimed from the warm pool, else `cold; <why>`"))), super::openapi::CreateErrors)
 )]
 pub async fn create(
     State(state): State<AppState>,
     JsonBody(req): JsonBody<CreateRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let rec = state.sandboxes.create(req).await?;
+    let (rec, placement) = state.sandboxes.create(req).await?;
     let location = format!("/v1/sandboxes/{}", rec.id);
     Ok((
         StatusCode::CREATED,
-        [(header::LOCATION, location)],
+        [
+            (header::LOCATION, location),
+            (
+                header::HeaderName::from_static("berth-placement"),
+                placement.header(),
+            ),
+        ],
         Json(view(&state.sandboxes, rec, None)),
     ))
 }

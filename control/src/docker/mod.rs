@@ -392,6 +392,23 @@ impl Docker {
         }
     }
 
+    /// Changes a container's memory limit (swap none beyond it) and CPUs
+    /// while it exists, running or not.
+    pub async fn update_limits(
+        &self,
+        id: &str,
+        memory_bytes: i64,
+        nano_cpus: i64,
+    ) -> Result<(), DockerError> {
+        let body = bollard::models::ContainerUpdateBody {
+            memory: Some(memory_bytes),
+            memory_swap: Some(memory_bytes),
+            nano_cpus: Some(nano_cpus),
+            ..Default::default()
+        };
+        Ok(self.client().await?.update_container(id, body).await?)
+    }
+
     /// Freezes a running container (the cgroup freezer: no CPU, memory
     /// kept); frozen already is success.
     pub async fn pause(&self, id: &str) -> Result<(), DockerError> {

@@ -57,6 +57,14 @@ pub fn container_labels(rec: &SandboxRecord, ctx: &SpecContext) -> HashMap<Strin
         (labels::MANAGED.to_string(), "true".to_string()),
         (labels::INSTANCE.to_string(), ctx.instance_id.clone()),
         (labels::SANDBOX.to_string(), rec.id.clone()),
+    ]);
+    if rec.pooled {
+        // Made before any client: its ports and visibility are not known
+        // yet, so the edge asks control for them once it is claimed.
+        out.insert(labels::POOL.to_string(), "true".to_string());
+        return out;
+    }
+    out.extend([
         (labels::PUBLIC.to_string(), rec.public.to_string()),
         (
             labels::PORTS.to_string(),
@@ -100,6 +108,13 @@ pub fn environment(rec: &SandboxRecord) -> Vec<String> {
     ];
     env.extend(rec.env.0.iter().map(|(k, v)| format!("{k}={v}")));
     env
+}
+
+/// The user's environment as `KEY=value`, for every exec berth runs in the
+/// sandbox (under the exec's own): a container claimed from the warm pool
+/// was made before its sandbox had an environment.
+pub fn exec_environment(rec: &SandboxRecord) -> Vec<String> {
+    rec.env.0.iter().map(|(k, v)| format!("{k}={v}")).collect()
 }
 
 /// The full create request for a sandbox placed on the host as `host`.
@@ -214,6 +229,7 @@ mod tests {
             egress: Egress::Open,
             runtime: None,
             uid: Some(1_100_000),
+            pooled: false,
         }
     }
 
@@ -283,6 +299,23 @@ mod tests {
             "8080"
         );
         assert_eq!(labels["traefik.docker.network"], "berth");
+    }
+
+    #[test]
+    fn a_pooled_container_is_labelled_as_such_and_claims_nothing_more() {
+        let mut rec = record();
+        rec.pooled = true;
+        let labels = container_labels(&rec, &ctx());
+        assert_eq!(labels["berth.pool"], "true");
+        assert_eq!(labels["berth.sandbox.id"], "abc");
+        assert!(
+            !labels.contains_key("berth.ports")
+                && !labels.contains_key("berth.public")
+                && !labels.keys().any(|k| k.starts_with("traefik.")),
+            "{labels:?}"
+        );
+        assert!(!container_labels(&record(), &ctx()).contains_key("berth.pool"));
+        assert_eq!(exec_environment(&rec), vec!["KEY=v=1".to_string()]);
     }
 
     #[test]

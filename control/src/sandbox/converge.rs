@@ -8,7 +8,9 @@
 use sha2::{Digest, Sha256};
 
 use super::{SandboxError, Sandboxes};
-use crate::docker::spec::{HostSide, WORKSPACE, container_name, container_spec, start_command};
+use crate::docker::spec::{
+    HostSide, WORKSPACE, container_name, container_spec, exec_environment, start_command,
+};
 use crate::docker::{ContainerStatus, DockerError};
 
 /// Lines of a crashed container's output shown in its `status_detail`.
@@ -179,13 +181,7 @@ impl Sandboxes {
         }
         self.inner.docker.start(container).await?;
         tracing::info!(sandbox = %rec.id, "container started");
-        if let Some(start) = &rec.start_cmd {
-            self.inner
-                .docker
-                .exec_detached(container, start_command(start), WORKSPACE, Vec::new())
-                .await?;
-        }
-        Ok(())
+        self.run_start_command(rec, container).await
     }
 
     /// Light sleep: the container frozen, its memory kept. A container that
@@ -218,6 +214,26 @@ impl Sandboxes {
             self.inner
                 .store
                 .set_status(&rec.id, Status::Asleep, None)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Launches the sandbox's `start` command, detached, with its env.
+    pub(super) async fn run_start_command(
+        &self,
+        rec: &SandboxRecord,
+        container: &str,
+    ) -> Result<(), SandboxError> {
+        if let Some(start) = &rec.start_cmd {
+            self.inner
+                .docker
+                .exec_detached(
+                    container,
+                    start_command(start),
+                    WORKSPACE,
+                    exec_environment(rec),
+                )
                 .await?;
         }
         Ok(())

@@ -45,10 +45,14 @@ impl Sandboxes {
         let spec = super::request::exec_spec(body, self.inner.settings.exec_timeout)?;
         let rec = self.get(id).await?;
         let busy = self.inner.activity.busy(&rec.id);
+        // The sandbox's env first (a claimed warm-pool container was made
+        // without it), the exec's own over it.
+        let mut env = crate::docker::spec::exec_environment(&rec);
+        env.extend(spec.env);
         let req = ExecRequest {
             cmd: spec.argv,
             cwd: Some(spec.cwd),
-            env: spec.env,
+            env,
             stdin: spec.stdin,
             timeout: spec.timeout,
             output_limit,

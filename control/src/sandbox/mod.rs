@@ -11,6 +11,7 @@ mod crashes;
 mod exec;
 mod exec_stream;
 mod locks;
+pub mod pool;
 pub mod request;
 
 use std::collections::BTreeSet;
@@ -30,6 +31,7 @@ use crate::workspace::{Entry, FilesError, Workspaces};
 pub use converge::Origin;
 pub use exec_stream::ExecEvent;
 pub use locks::Locks;
+pub use pool::{Placement, PoolStatus};
 pub use request::{CreateRequest, ExecBody};
 
 #[derive(Debug, thiserror::Error)]
@@ -101,6 +103,8 @@ pub(crate) struct Inner {
     pub metrics: Metrics,
     /// Backoff of sandboxes whose container keeps exiting by itself.
     pub crashes: crashes::CrashLoops,
+    /// Wakes the warm pool's refill after a claim.
+    pub refill: pool::Refill,
 }
 
 /// The sandbox service; cheap to clone.
@@ -147,6 +151,7 @@ impl Sandboxes {
                 memory,
                 metrics,
                 crashes: crashes::CrashLoops::default(),
+                refill: pool::Refill::default(),
             }),
         }
     }
@@ -260,14 +265,14 @@ impl Sandboxes {
     pub async fn get(&self, id: &str) -> Result<SandboxRecord, SandboxError> {
         let id = request::normalize_id(id).map_err(|_| SandboxError::NotFound(id.to_string()))?;
         match self.inner.store.find_sandbox(&id).await? {
-            Some(rec) if !is_going(&rec) => Ok(rec),
+            Some(rec) if !is_going(&rec) && !rec.pooled => Ok(rec),
             _ => Err(SandboxError::NotFound(id)),
         }
     }
 
     pub async fn list(&self) -> Result<Vec<SandboxRecord>, SandboxError> {
         let mut all = self.inner.store.sandboxes().await?;
-        all.retain(|r| !is_going(r));
+        all.retain(|r| !is_going(r) && !r.pooled);
         Ok(all)
     }
 
@@ -284,10 +289,30 @@ impl Sandboxes {
             .map_or(rec.last_active_at, |m| m.max(rec.last_active_at))
     }
 
-    /// Creates a sandbox and starts it. On failure nothing is left behind but
-    /// a home directory that existed before.
-    pub async fn create(&self, req: CreateRequest) -> Result<SandboxRecord, SandboxError> {
+    /// Creates a sandbox and starts it: claimed from the warm pool when it
+    /// fits, else made (how is the second value). On failure nothing is left
+    /// behind but a home directory that existed before.
+    pub async fn create(
+        &self,
+        req: CreateRequest,
+    ) -> Result<(SandboxRecord, Placement), SandboxError> {
+        let client_chose_id = req.id.is_some();
         let new = request::new_sandbox(req, &self.inner.settings)?;
+        let mut placement = self.pool_fit(&new, client_chose_id);
+        if placement == Placement::Warm {
+            if let Some(rec) = self.claim(&new).await {
+                return Ok((rec, Placement::Warm));
+            }
+            placement = Placement::Cold("the warm pool is empty");
+            self.inner.metrics.pool_claimed(false);
+        }
+        self.create_cold(new).await.map(|rec| (rec, placement))
+    }
+
+    async fn create_cold(
+        &self,
+        new: crate::store::NewSandbox,
+    ) -> Result<SandboxRecord, SandboxError> {
         if let Some(runtime) = &new.runtime {
             let offered = self.inner.docker.runtimes().await?;
             if !offered.contains(runtime) {
@@ -602,13 +627,18 @@ impl Sandboxes {
     /// were stopped.
     pub async fn relieve_pressure(&self, except: Option<&str>) -> usize {
         let mut stopped = 0;
+        // The warm pool first: it is cheap to make again.
+        // Boxed: removing converges, and converging may relieve pressure.
+        while self.inner.memory.read().is_some_and(|p| p.is_under())
+            && Box::pin(self.shed_pooled()).await
+        {}
         let now = now_ms();
         let Ok(all) = self.inner.store.sandboxes().await else {
             return 0;
         };
         let mut candidates: Vec<(i64, SandboxRecord)> = all
             .into_iter()
-            .filter(|r| Some(r.id.as_str()) != except)
+            .filter(|r| Some(r.id.as_str()) != except && !r.pooled)
             .filter(|r| {
                 (r.desired_state == DesiredState::Running && r.status == Status::Running)
                     || r.desired_state == DesiredState::Asleep
@@ -661,7 +691,7 @@ impl Sandboxes {
     pub async fn reap_idle(&self) -> Result<Reaped, SandboxError> {
         let mut reaped = Reaped::default();
         for listed in self.inner.store.sandboxes().await? {
-            if self.sleep_due(&listed, now_ms()).is_none() {
+            if listed.pooled || self.sleep_due(&listed, now_ms()).is_none() {
                 continue;
             }
             let Some(_guard) = self.inner.locks.try_lock(&listed.id) else {

@@ -223,6 +223,7 @@ pub fn new_sandbox(req: CreateRequest, settings: &Settings) -> Result<NewSandbox
             start_cmd,
             idle_timeout_s,
             idle_policy: req.idle_policy.unwrap_or_default(),
+            pooled: false,
         })
     }
 }

@@ -38,6 +38,9 @@ pub struct SandboxRecord {
     pub runtime: Option<String>,
     /// The host uid (and gid) the sandbox's processes run as.
     pub uid: Option<i64>,
+    /// A ready sandbox of the warm pool that no client has claimed: hidden
+    /// from clients.
+    pub pooled: bool,
 }
 
 /// Every field but the environment's values (provider keys), which only
@@ -56,6 +59,7 @@ impl std::fmt::Debug for SandboxRecord {
             .field("egress", &self.egress)
             .field("runtime", &self.runtime)
             .field("uid", &self.uid)
+            .field("pooled", &self.pooled)
             .finish_non_exhaustive()
     }
 }
@@ -76,6 +80,8 @@ pub struct NewSandbox {
     pub public: bool,
     pub egress: Egress,
     pub runtime: Option<String>,
+    /// Made for the warm pool, not for a client.
+    pub pooled: bool,
 }
 
 impl std::fmt::Debug for NewSandbox {
@@ -112,9 +118,9 @@ impl Store {
         let now = now_ms();
         let result = sqlx::query(
             "INSERT INTO sandboxes (id, image, ports, env, metadata, memory_bytes, nano_cpus, start_cmd,
-                idle_timeout_s, idle_policy, public, preview_generation, egress, runtime,
+                idle_timeout_s, idle_policy, public, preview_generation, egress, runtime, pooled,
                 desired_state, status, created_at, updated_at, last_active_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', 'creating', ?, ?, ?)",
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', 'creating', ?, ?, ?)",
         )
         .bind(&new.id)
         .bind(&new.image)
@@ -130,6 +136,7 @@ impl Store {
         .bind(generation()?)
         .bind(new.egress)
         .bind(&new.runtime)
+        .bind(new.pooled)
         .bind(now)
         .bind(now)
         .bind(now)
@@ -142,6 +149,40 @@ impl Store {
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Hands the oldest ready pooled sandbox to a client: one statement, so
+    /// two claims can never take the same one. Its row becomes the client's
+    /// sandbox (`new` but for the id, which stays the pooled one's); `None`
+    /// when the pool is empty.
+    pub async fn claim_pooled(&self, new: &NewSandbox) -> Result<Option<String>, StoreError> {
+        let now = now_ms();
+        let claimed: Option<(String,)> = sqlx::query_as(
+            "UPDATE sandboxes SET pooled = 0, image = ?, ports = ?, env = ?, metadata = ?,
+                memory_bytes = ?, nano_cpus = ?, start_cmd = ?, idle_timeout_s = ?, idle_policy = ?,
+                public = ?, egress = ?, runtime = ?, created_at = ?, updated_at = ?, last_active_at = ?
+             WHERE id = (SELECT id FROM sandboxes WHERE pooled = 1 AND desired_state = 'asleep'
+                 AND status = 'asleep' ORDER BY created_at LIMIT 1)
+             RETURNING id",
+        )
+        .bind(&new.image)
+        .bind(Json(&new.ports))
+        .bind(Json(&new.env))
+        .bind(Json(&new.metadata))
+        .bind(new.memory_bytes)
+        .bind(new.nano_cpus)
+        .bind(&new.start_cmd)
+        .bind(new.idle_timeout_s)
+        .bind(new.idle_policy)
+        .bind(new.public)
+        .bind(new.egress)
+        .bind(&new.runtime)
+        .bind(now)
+        .bind(now)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(claimed.map(|(id,)| id))
     }
 
     pub async fn find_sandbox(&self, id: &str) -> Result<Option<SandboxRecord>, StoreError> {
@@ -354,6 +395,7 @@ mod tests {
             public: true,
             egress: Egress::Open,
             runtime: None,
+            pooled: false,
         }
     }
 

@@ -461,6 +461,12 @@ impl Control {
     }
 
     /// SIGKILL: no shutdown path runs.
+    /// Changes one setting for the next `spawn`.
+    pub fn env_set(&mut self, key: &str, value: &str) {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.into(), value.into()));
+    }
+
     pub fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();

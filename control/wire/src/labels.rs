@@ -16,5 +16,9 @@ pub const SPEC: &str = "berth.spec";
 /// The host uid the sandbox runs as (a container made before sandboxes had
 /// uids of their own lacks it, and is recreated).
 pub const UID: &str = "berth.uid";
+/// `true` on a container made for the warm pool: it carries no ports nor
+/// visibility (no client had asked yet), so the edge takes them from
+/// control. It is replaced by an ordinary one on its first recreation.
+pub const POOL: &str = "berth.pool";
 /// The Docker network the edge reaches the sandbox on.
 pub const NETWORK: &str = "traefik.docker.network";

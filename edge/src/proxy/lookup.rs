@@ -55,6 +55,32 @@ pub(super) enum Described {
 }
 
 impl Edge {
+    /// A container made for the warm pool: control has its ports once a
+    /// client claimed it (before that it is nobody's: unknown).
+    async fn describe_claimed(
+        &self,
+        id: &str,
+        container: &str,
+    ) -> std::result::Result<Described, ControlError> {
+        if let Some((ports, public)) = self
+            .claimed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(container)
+        {
+            return Ok(Described::Found(ports.clone(), *public));
+        }
+        let Some(remote) = self.control.sandbox(id).await? else {
+            return Ok(Described::Unknown);
+        };
+        let mut claimed = self.claimed.lock().unwrap_or_else(PoisonError::into_inner);
+        if claimed.len() >= NEGATIVE_KEPT {
+            claimed.clear();
+        }
+        claimed.insert(container.to_string(), (remote.ports.clone(), remote.public));
+        Ok(Described::Found(remote.ports, remote.public))
+    }
+
     pub(super) fn recently_unknown(&self, id: &str) -> bool {
         let mut unknown = self.unknown.lock().unwrap_or_else(PoisonError::into_inner);
         unknown.retain(|_, at| at.elapsed() < NEGATIVE_TTL);
@@ -65,8 +91,15 @@ impl Edge {
     /// control when Docker knows no container for it (never created, or
     /// removed behind berth's back: control recreates it on wake).
     pub(super) async fn describe(&self, id: &str) -> std::result::Result<Described, ControlError> {
-        if let Some(entry) = self.routes.load().sandbox(id) {
-            return Ok(Described::Found(entry.ports.clone(), entry.public));
+        let pooled = match self.routes.load().sandbox(id) {
+            Some(entry) if !entry.pooled => {
+                return Ok(Described::Found(entry.ports.clone(), entry.public));
+            }
+            Some(entry) => Some(entry.container_id.clone()),
+            None => None,
+        };
+        if let Some(container) = pooled {
+            return self.describe_claimed(id, &container).await;
         }
         if self.recently_unknown(id) {
             self.metrics.lookup("cached");

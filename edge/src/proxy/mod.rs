@@ -48,6 +48,10 @@ pub struct Edge {
     pub metrics: Metrics,
     pub relay: Arc<Relay>,
     pub unknown: Mutex<HashMap<String, Instant>>,
+    /// Ports and visibility of claimed warm-pool containers (their labels
+    /// have none), by container id: control's answer holds for the
+    /// container's life.
+    pub claimed: Mutex<HashMap<String, (Vec<u16>, bool)>>,
     /// Look-ups of sandboxes the route table does not know: a scan of
     /// random hosts may not turn into a stream of calls to control.
     pub lookups: Mutex<RateLimit>,

@@ -40,6 +40,9 @@ pub struct SandboxEntry {
     pub container_id: String,
     pub ports: Vec<u16>,
     pub public: bool,
+    /// Made for berth's warm pool: its labels carry no ports nor
+    /// visibility, control has them.
+    pub pooled: bool,
     /// Set while the container runs and has an address.
     pub ip: Option<IpAddr>,
 }
@@ -66,6 +69,7 @@ impl SandboxEntry {
             container_id: c.id.clone(),
             ports,
             public: c.labels.get(labels::PUBLIC).map(String::as_str) != Some("false"),
+            pooled: c.labels.get(labels::POOL).map(String::as_str) == Some("true"),
             ip: if c.running { ip } else { None },
         })
     }

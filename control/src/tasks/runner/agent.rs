@@ -35,7 +35,7 @@ pub(super) async fn run(
     task: &TaskRecord,
     agent: &dyn Agent,
     resume: Option<&str>,
-    container: &str,
+    (container, sandbox_env): (&str, &[String]),
     cancel: &CancellationToken,
     deadline: Instant,
 ) -> Result<(Ending, RunState), String> {
@@ -49,9 +49,11 @@ pub(super) async fn run(
         model: task.model.as_deref(),
         resume,
     });
-    // The adapter's settings first: the task's env may override them.
-    let mut env = invocation.env;
-    env.extend(super::env_of(task));
+    // The sandbox's env, then the adapter's settings, then the task's env:
+    // each may override the one before.
+    let mut env = sandbox_env.to_vec();
+    env.extend(invocation.env);
+    env.extend(super::task_env(task));
     let request = ExecRequest {
         cmd: invocation.argv,
         cwd: Some(APP_DIR.into()),

@@ -18,7 +18,7 @@ const CHECK_TAIL_LINES: usize = 40;
 pub(super) async fn run(
     tasks: &Tasks,
     task: &TaskRecord,
-    container: &str,
+    (container, sandbox_env): (&str, &[String]),
     command: &str,
     deadline: Instant,
 ) -> (Value, Option<(&'static str, String)>) {
@@ -28,7 +28,7 @@ pub(super) async fn run(
     let request = ExecRequest {
         cmd: vec!["/bin/sh".into(), "-lc".into(), command.to_string()],
         cwd: Some(APP_DIR.into()),
-        env: super::env_of(task),
+        env: [sandbox_env, &super::task_env(task)].concat(),
         stdin: None,
         timeout: remaining,
         output_limit: 1 << 20,

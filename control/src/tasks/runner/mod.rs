@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use super::Tasks;
 use super::checkpoint::{self, Checkpoint};
 use crate::agents;
+use crate::docker::spec::exec_environment;
 use crate::store::{TaskRecord, TaskStatus};
 
 use agent::Ending;
@@ -36,8 +37,9 @@ pub(super) async fn run(tasks: &Tasks, task: &TaskRecord, cancel: &CancellationT
         .await;
 }
 
-/// The task's `env` as `KEY=value` pairs, for its execs.
-fn env_of(task: &TaskRecord) -> Vec<String> {
+/// The task's `env` as `KEY=value` pairs, for its execs (over the
+/// sandbox's own: a claimed warm-pool container was made without it).
+fn task_env(task: &TaskRecord) -> Vec<String> {
     task.env.0.iter().map(|(k, v)| format!("{k}={v}")).collect()
 }
 
@@ -78,24 +80,10 @@ async fn run_phases(
         .await
         .map_err(|e| format!("could not start the sandbox: {e}"))?;
 
+    let sandbox_env = exec_environment(&sandbox);
+
     phase(tasks, &task.id, "checkpoint").await;
-    let checkpoint = match checkpoint::take(&inner.docker, &container, &task.id).await {
-        Ok(Checkpoint::Taken(sha)) => Some(sha),
-        Ok(Checkpoint::NoGit) => {
-            note(
-                tasks,
-                &task.id,
-                "git is not installed in this sandbox: no checkpoint, no file list, no revert",
-            )
-            .await;
-            None
-        }
-        Ok(Checkpoint::Failed(why)) => {
-            note(tasks, &task.id, format!("checkpoint failed: {why}")).await;
-            None
-        }
-        Err(e) => return Err(format!("could not run in the sandbox: {e}")),
-    };
+    let checkpoint = take_checkpoint(tasks, task, &container).await?;
 
     let resume = if task.resume {
         match inner.store.previous_session(task).await {
@@ -126,29 +114,14 @@ async fn run_phases(
         task,
         agent,
         resume.as_deref(),
-        &container,
+        (&container, &sandbox_env),
         cancel,
         deadline,
     )
     .await?;
 
-    // `None`: not known (no checkpoint, or the listing failed).
     let changes = match &checkpoint {
-        Some(sha) => {
-            match checkpoint::changes_since(&inner.docker, &container, sha, &task.id).await {
-                Ok(changes) => Some(changes),
-                Err(why) => {
-                    tracing::warn!(task = %task.id, error = %why, "could not list the files the agent changed");
-                    note(
-                        tasks,
-                        &task.id,
-                        format!("could not list the changed files: {why}"),
-                    )
-                    .await;
-                    None
-                }
-            }
-        }
+        Some(sha) => changed_files(tasks, task, &container, sha).await,
         None => None,
     };
     let after = changes.as_ref().and_then(|c| c.after.clone());
@@ -169,7 +142,8 @@ async fn run_phases(
     let mut check_result = Value::Null;
     if let (None, Some(command)) = (&failure, &task.check_cmd) {
         phase(tasks, &task.id, "check").await;
-        let (result, failed) = check::run(tasks, task, &container, command, deadline).await;
+        let (result, failed) =
+            check::run(tasks, task, (&container, &sandbox_env), command, deadline).await;
         check_result = result;
         failure = failed;
     }
@@ -204,6 +178,55 @@ async fn run_phases(
         exit_code,
         result,
     })
+}
+
+/// The git checkpoint of the app directory before the agent runs (`None`
+/// when there is no git or it failed, which the task's log tells).
+async fn take_checkpoint(
+    tasks: &Tasks,
+    task: &TaskRecord,
+    container: &str,
+) -> Result<Option<String>, String> {
+    match checkpoint::take(&tasks.inner().docker, container, &task.id).await {
+        Ok(Checkpoint::Taken(sha)) => Ok(Some(sha)),
+        Ok(Checkpoint::NoGit) => {
+            note(
+                tasks,
+                &task.id,
+                "git is not installed in this sandbox: no checkpoint, no file list, no revert",
+            )
+            .await;
+            Ok(None)
+        }
+        Ok(Checkpoint::Failed(why)) => {
+            note(tasks, &task.id, format!("checkpoint failed: {why}")).await;
+            Ok(None)
+        }
+        Err(e) => Err(format!("could not run in the sandbox: {e}")),
+    }
+}
+
+/// The files changed since the checkpoint, with the end tree; `None` when
+/// the listing failed (the task's log tells).
+async fn changed_files(
+    tasks: &Tasks,
+    task: &TaskRecord,
+    container: &str,
+    checkpoint: &str,
+) -> Option<checkpoint::Changes> {
+    match checkpoint::changes_since(&tasks.inner().docker, container, checkpoint, &task.id).await {
+        Ok(changes) => Some(changes),
+        Err(why) => {
+            tracing::warn!(task = %task.id, error = %why, "could not list the files the agent changed");
+            note(
+                tasks,
+                &task.id,
+                format!("could not list the changed files: {why}"),
+            )
+            .await;
+            None
+        }
+    }
 }
 
 /// A task that fails before its agent starts: the error event and the

@@ -1,6 +1,7 @@
 -- Light sleep: a sandbox can be desired and seen `asleep` (its container
 -- frozen). SQLite cannot change a CHECK in place, so the table is rebuilt
 -- with the same columns in the same order; no other table references it.
+-- The warm pool: `pooled` rows are ready sandboxes no client has claimed.
 CREATE TABLE sandboxes_new (
     id              TEXT PRIMARY KEY,
     image           TEXT NOT NULL,
@@ -23,7 +24,8 @@ CREATE TABLE sandboxes_new (
     public          INTEGER NOT NULL DEFAULT 1,
     preview_generation TEXT NOT NULL DEFAULT '',
     egress          TEXT NOT NULL DEFAULT 'open',
-    runtime         TEXT
+    runtime         TEXT,
+    pooled          INTEGER NOT NULL DEFAULT 0
 );
 
 INSERT INTO sandboxes_new (id, image, ports, env, metadata, memory_bytes, nano_cpus, start_cmd,
@@ -37,3 +39,4 @@ FROM sandboxes;
 DROP TABLE sandboxes;
 ALTER TABLE sandboxes_new RENAME TO sandboxes;
 CREATE INDEX sandboxes_created_at ON sandboxes (created_at);
+CREATE INDEX sandboxes_pooled ON sandboxes (pooled, created_at) WHERE pooled = 1;
