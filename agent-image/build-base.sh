@@ -15,10 +15,11 @@ if [ "${1:-}" = "--rebuild" ]; then rebuild=1; shift; fi
 tag="${1:-berth-base:bookworm}"
 suite="${BERTH_DEBIAN_SUITE:-bookworm}"
 mirror="${BERTH_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
-# iptables: berth-control runs on this base and installs the egress firewall.
-packages="ca-certificates,git,curl,procps,iptables${BERTH_BASE_PACKAGES:+,$BERTH_BASE_PACKAGES}"
+# iptables: berth-control runs on this base and installs the egress firewall;
+# iproute2: it tunes ARP on the sandbox bridges (`ip ntable`).
+packages="ca-certificates,git,curl,procps,iptables,iproute2${BERTH_BASE_PACKAGES:+,$BERTH_BASE_PACKAGES}"
 # Bumped when the package list changes: older images are rebuilt.
-version=2
+version=3
 
 if [ "$rebuild" -eq 0 ] && docker image inspect "$tag" >/dev/null 2>&1; then
   have="$(docker image inspect -f '{{index .Config.Labels "berth.base.version"}}' "$tag" 2>/dev/null || true)"

@@ -16,6 +16,7 @@ pub mod firewall;
 pub mod image_ref;
 pub mod memory;
 pub mod metrics;
+pub mod neighbours;
 pub mod proctree;
 pub mod reaper;
 pub mod reconciler;

@@ -298,3 +298,20 @@ async fn memory_pressure_stops_light_sleepers_before_idle_awake_ones() {
     write_meminfo(&meminfo, 8_000);
     let _ = std::fs::remove_file(&meminfo);
 }
+
+#[tokio::test]
+async fn the_sandbox_bridges_ask_for_a_waking_sandbox_every_100_ms() {
+    // A request that reaches a stopped sandbox leaves the host's neighbour
+    // entry unresolved; with the kernel's 1 s retry a sandbox started just
+    // after answers up to a second late.
+    let c = Control::start(&[]).await;
+    c.create(json!({})).await;
+    for network in [c.network.clone(), format!("{}-internal", c.network)] {
+        let id = inspect(&network, "{{.Id}}");
+        let bridge = format!("br-{}", &id[..12]);
+        let retrans =
+            std::fs::read_to_string(format!("/proc/sys/net/ipv4/neigh/{bridge}/retrans_time_ms"))
+                .unwrap();
+        assert_eq!(retrans.trim(), "100", "{network} ({bridge})");
+    }
+}

@@ -239,8 +239,9 @@ fi
 
 if section wake; then
 echo
-echo "wake latency (5 rounds each, same container; raw = Docker API start + port poll)"
-wake_rounds=5
+wake_rounds="${BERTH_BENCH_WAKE_ROUNDS:-20}"
+echo "wake latency ($wake_rounds rounds each, same container; raw = Docker API start + port poll)"
+
 raw=(); via=()
 for _ in $(seq $wake_rounds); do
   curl -sf -XPOST "$API/v1/sandboxes/$ID/stop" >/dev/null
@@ -260,10 +261,14 @@ python3 - "${raw[*]}" "${via[*]}" <<'EOF'
 import statistics, sys
 raw = [int(x) for x in sys.argv[1].split()]
 via = [int(x) for x in sys.argv[2].split()]
+def p99(xs):
+    xs = sorted(xs)
+    return xs[max(0, min(len(xs) - 1, round(0.99 * (len(xs) - 1))))]
 r, v = statistics.median(raw), statistics.median(via)
-print(f"raw docker start -> port ready   median {r:6.0f} ms   {raw}")
-print(f"stopped -> first byte via edge   median {v:6.0f} ms   {via}")
+print(f"raw docker start -> port ready   median {r:6.0f} ms   p99 {p99(raw):6.0f} ms   {sorted(raw)}")
+print(f"stopped -> first byte via edge   median {v:6.0f} ms   p99 {p99(via):6.0f} ms   {sorted(via)}")
 print(f"wake overhead                    {v - r:+6.0f} ms   (target < 50 ms)")
+print(f"wake tail via edge, p99 - p50    {p99(via) - v:+6.0f} ms   (target <= +100 ms)")
 EOF
 fi
 

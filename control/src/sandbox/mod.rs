@@ -105,6 +105,8 @@ pub(crate) struct Inner {
     pub crashes: crashes::CrashLoops,
     /// Wakes the warm pool's refill after a claim.
     pub refill: pool::Refill,
+    /// ARP on the sandbox bridges.
+    pub neighbours: crate::neighbours::Neighbours,
 }
 
 /// The sandbox service; cheap to clone.
@@ -152,6 +154,7 @@ impl Sandboxes {
                 metrics,
                 crashes: crashes::CrashLoops::default(),
                 refill: pool::Refill::default(),
+                neighbours: crate::neighbours::Neighbours::default(),
             }),
         }
     }
@@ -195,6 +198,7 @@ impl Sandboxes {
             .ensure_network(&self.inner.spec.network_internal, None, true, labels)
             .await?;
         let bridges = vec![open, internal];
+        self.inner.neighbours.tune(&bridges).await;
         let status = self.inner.firewall.status();
         if !status.enabled {
             return Ok(());
