@@ -118,6 +118,11 @@ pub struct Config {
     #[arg(long, env = "BERTH_IDLE_TIMEOUT", default_value_t = 900)]
     pub idle_timeout: u64,
 
+    /// Seconds an interactive terminal (`/v1/sandboxes/{id}/pty`) outlives
+    /// its WebSocket, for the client to reconnect; then it is killed.
+    #[arg(long, env = "BERTH_PTY_GRACE", default_value_t = 60)]
+    pub pty_grace: u64,
+
     /// Ready sandboxes of the default image kept frozen, so that a create
     /// without a client-chosen id claims one in milliseconds. 0: none.
     #[arg(long, env = "BERTH_WARM_POOL", default_value_t = 0)]
@@ -221,6 +226,7 @@ pub struct Settings {
     /// Zero: no light sleep.
     pub deep_sleep_after: Duration,
     pub warm_pool: usize,
+    pub pty_grace: Duration,
     pub keepalive_max: Duration,
     pub default_memory: u64,
     pub max_memory: u64,
@@ -369,6 +375,7 @@ impl Config {
             idle_timeout: Duration::from_secs(self.idle_timeout),
             deep_sleep_after: Duration::from_secs(self.deep_sleep_after),
             warm_pool: self.warm_pool,
+            pty_grace: Duration::from_secs(self.pty_grace),
             keepalive_max: Duration::from_secs(self.keepalive_max),
             default_memory: self.default_memory.0,
             max_memory: self.max_memory.0,

@@ -314,6 +314,25 @@ fn help_lists_every_setting() {
     ] {
         assert!(help.contains(var), "{var} missing from --help");
     }
+    // Compose passes control only what it names: a setting missing there
+    // (or from .env.example) silently keeps its default in a real install.
+    let root = common::workspace_root();
+    let compose = std::fs::read_to_string(root.join("docker-compose.yml")).unwrap();
+    let example = std::fs::read_to_string(root.join(".env.example")).unwrap();
+    // Test hooks and values Compose fixes for itself.
+    let own = ["BERTH_HOST_ETC", "BERTH_MEMINFO_PATH", "BERTH_API_BIND"];
+    let settings: std::collections::BTreeSet<&str> = help
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("BERTH_") && w.len() > "BERTH_".len())
+        .collect();
+    assert!(settings.len() > 20, "{settings:?}");
+    for var in settings.into_iter().filter(|v| !own.contains(v)) {
+        assert!(
+            compose.contains(&format!("- {var}\n")) || compose.contains(&format!("- {var}=")),
+            "{var} is not passed to control by docker-compose.yml"
+        );
+        assert!(example.contains(var), "{var} is missing from .env.example");
+    }
 }
 
 #[tokio::test]

@@ -14,6 +14,7 @@ mod mcp_route;
 mod metrics;
 pub mod openapi;
 mod preview;
+mod pty;
 mod reference;
 mod sandboxes;
 mod tasks;
@@ -73,6 +74,7 @@ fn authenticated_routes() -> OpenApiRouter<AppState> {
             .routes(routes!(sandboxes::get, sandboxes::delete))
             .routes(routes!(exec::exec))
             .routes(routes!(exec::stream))
+            .routes(routes!(pty::pty))
             .routes(routes!(sandboxes::keepalive))
             .routes(routes!(sandboxes::purge))
             .routes(routes!(sandboxes::stop))

@@ -81,6 +81,40 @@ impl Docker {
         container: &str,
         req: &ExecRequest,
     ) -> Result<Attached, DockerError> {
+        self.attach(container, req, false).await
+    }
+
+    /// Starts `req.cmd` on a pseudo-terminal of its own, its input open:
+    /// the output is the terminal's (one stream), [`Docker::resize_exec`]
+    /// sets its size.
+    pub async fn exec_pty(
+        &self,
+        container: &str,
+        req: &ExecRequest,
+    ) -> Result<Attached, DockerError> {
+        self.attach(container, req, true).await
+    }
+
+    /// The size of an exec's terminal, in characters.
+    pub async fn resize_exec(
+        &self,
+        exec_id: &str,
+        cols: u16,
+        rows: u16,
+    ) -> Result<(), DockerError> {
+        let size = bollard::exec::ResizeExecOptions {
+            height: rows,
+            width: cols,
+        };
+        Ok(self.client().await?.resize_exec(exec_id, size).await?)
+    }
+
+    async fn attach(
+        &self,
+        container: &str,
+        req: &ExecRequest,
+        tty: bool,
+    ) -> Result<Attached, DockerError> {
         let client = self.client().await?;
         let marker = req
             .marker
@@ -97,7 +131,8 @@ impl Docker {
                     working_dir: req.cwd.clone(),
                     attach_stdout: Some(true),
                     attach_stderr: Some(true),
-                    attach_stdin: Some(req.stdin.is_some()),
+                    attach_stdin: Some(tty || req.stdin.is_some()),
+                    tty: Some(tty),
                     ..Default::default()
                 },
             )
@@ -107,6 +142,7 @@ impl Docker {
                 &created.id,
                 Some(StartExecOptions {
                     detach: false,
+                    tty,
                     ..Default::default()
                 }),
             )

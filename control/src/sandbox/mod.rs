@@ -12,6 +12,7 @@ mod exec;
 mod exec_stream;
 mod locks;
 pub mod pool;
+pub mod pty;
 pub mod request;
 
 use std::collections::BTreeSet;
@@ -107,6 +108,8 @@ pub(crate) struct Inner {
     pub refill: pool::Refill,
     /// ARP on the sandbox bridges.
     pub neighbours: crate::neighbours::Neighbours,
+    /// Open interactive terminals.
+    pub terminals: pty::Terminals,
 }
 
 /// The sandbox service; cheap to clone.
@@ -155,6 +158,7 @@ impl Sandboxes {
                 crashes: crashes::CrashLoops::default(),
                 refill: pool::Refill::default(),
                 neighbours: crate::neighbours::Neighbours::default(),
+                terminals: pty::Terminals::default(),
             }),
         }
     }
