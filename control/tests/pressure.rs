@@ -12,14 +12,7 @@ use common::Control;
 use reqwest::StatusCode;
 use serde_json::json;
 
-fn write_meminfo(path: &std::path::Path, available_mb: u64) {
-    let text = format!(
-        "MemTotal:       {} kB\nMemFree:        1 kB\nMemAvailable:   {} kB\n",
-        10_240 * 1024,
-        available_mb * 1024
-    );
-    std::fs::write(path, text).unwrap();
-}
+use common::write_meminfo;
 
 #[tokio::test]
 async fn memory_pressure_stops_idle_sandboxes_oldest_first_and_refuses_creates() {

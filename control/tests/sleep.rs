@@ -10,7 +10,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Control, inspect};
+use common::{Control, inspect, write_meminfo};
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -245,15 +245,6 @@ async fn a_sleeper_whose_container_stopped_is_in_deep_sleep_and_wakes_afresh() {
     .await;
     assert_eq!(c.sh(&id, "echo up").await, "up\n");
     assert_eq!(c.status_of(&id).await, "running");
-}
-
-fn write_meminfo(path: &std::path::Path, available_mb: u64) {
-    let text = format!(
-        "MemTotal:       {} kB\nMemFree:        1 kB\nMemAvailable:   {} kB\n",
-        10_240 * 1024,
-        available_mb * 1024
-    );
-    std::fs::write(path, text).unwrap();
 }
 
 #[tokio::test]

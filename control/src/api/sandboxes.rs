@@ -169,13 +169,7 @@ pub async fn stop(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<SandboxView>, ApiError> {
-    let rec = state.sandboxes.get(&id).await?;
-    if state.tasks.is_running_on(&rec.id).await {
-        return Err(ApiError::new(
-            berth_api::ErrorCode::TaskInProgress,
-            "a task is running in this sandbox: cancel it first",
-        ));
-    }
+    let rec = without_task(&state, &id, "cancel it first").await?;
     let rec = state.sandboxes.stop(&rec.id).await?;
     Ok(Json(view(&state.sandboxes, rec, None)))
 }
@@ -193,15 +187,26 @@ pub async fn sleep(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<SandboxView>, ApiError> {
-    let rec = state.sandboxes.get(&id).await?;
+    let rec = without_task(&state, &id, "it sleeps once the task ends and it is idle").await?;
+    let rec = state.sandboxes.sleep(&rec.id).await?;
+    Ok(Json(view(&state.sandboxes, rec, None)))
+}
+
+/// The sandbox, unless a task runs in it (`409 task_in_progress`, with
+/// what to do instead).
+async fn without_task(
+    state: &AppState,
+    id: &str,
+    instead: &str,
+) -> Result<crate::store::SandboxRecord, ApiError> {
+    let rec = state.sandboxes.get(id).await?;
     if state.tasks.is_running_on(&rec.id).await {
         return Err(ApiError::new(
             berth_api::ErrorCode::TaskInProgress,
-            "a task is running in this sandbox: it sleeps once the task ends and it is idle",
+            format!("a task is running in this sandbox: {instead}"),
         ));
     }
-    let rec = state.sandboxes.sleep(&rec.id).await?;
-    Ok(Json(view(&state.sandboxes, rec, None)))
+    Ok(rec)
 }
 
 #[utoipa::path(

@@ -79,15 +79,7 @@ impl Sandboxes {
         }
         if !container.running {
             if origin == Origin::Reconciler && self.idle_expired(rec, now_ms()) {
-                self.inner
-                    .store
-                    .set_desired(&rec.id, DesiredState::Stopped, Status::Stopped)
-                    .await?;
-                self.inner
-                    .store
-                    .set_status(&rec.id, Status::Stopped, Some("idle while berth was down"))
-                    .await?;
-                return Ok(());
+                return self.settle_stopped(rec, "idle while berth was down").await;
             }
             if origin == Origin::Reconciler && container.ever_started {
                 // It ran and stopped without being asked: it exited by itself.
@@ -190,21 +182,12 @@ impl Sandboxes {
     async fn converge_asleep(&self, rec: &SandboxRecord) -> Result<(), SandboxError> {
         let container = self.ensure_container(rec).await?;
         if !container.running {
-            self.inner
-                .store
-                .set_desired(&rec.id, DesiredState::Stopped, Status::Stopped)
-                .await?;
-            self.inner
-                .store
-                .set_status(
-                    &rec.id,
-                    Status::Stopped,
-                    Some(
-                        "its container stopped during light sleep; the next wake starts it afresh",
-                    ),
+            return self
+                .settle_stopped(
+                    rec,
+                    "its container stopped during light sleep; the next wake starts it afresh",
                 )
-                .await?;
-            return Ok(());
+                .await;
         }
         if !container.paused {
             self.inner.docker.pause(&container.id).await?;
@@ -216,6 +199,20 @@ impl Sandboxes {
                 .set_status(&rec.id, Status::Asleep, None)
                 .await?;
         }
+        Ok(())
+    }
+
+    /// A sandbox whose container is not running and should not be started
+    /// now: recorded as stopped (desired and seen), and why.
+    async fn settle_stopped(&self, rec: &SandboxRecord, why: &str) -> Result<(), SandboxError> {
+        self.inner
+            .store
+            .set_desired(&rec.id, DesiredState::Stopped, Status::Stopped)
+            .await?;
+        self.inner
+            .store
+            .set_status(&rec.id, Status::Stopped, Some(why))
+            .await?;
         Ok(())
     }
 

@@ -289,6 +289,17 @@ pub fn docker(args: &[&str]) -> (bool, String) {
     )
 }
 
+/// A /proc/meminfo stand-in for control (`BERTH_MEMINFO_PATH`): 10 GiB in
+/// all, `available_mb` available.
+pub fn write_meminfo(path: &std::path::Path, available_mb: u64) {
+    let text = format!(
+        "MemTotal:       {} kB\nMemFree:        1 kB\nMemAvailable:   {} kB\n",
+        10_240 * 1024,
+        available_mb * 1024
+    );
+    std::fs::write(path, text).unwrap();
+}
+
 /// `docker inspect -f <format> <target>`.
 pub fn inspect(target: &str, format: &str) -> String {
     let (ok, out) = docker(&["inspect", "-f", format, target]);
