@@ -287,17 +287,16 @@ impl Sandboxes {
     async fn ensure_container(&self, rec: &SandboxRecord) -> Result<ContainerStatus, SandboxError> {
         let name = container_name(&rec.id);
         let existing = self.inner.docker.inspect(&name).await?;
-        let image_id = self.inner.docker.image_id(&rec.image).await?;
         let uid = self.uid_of(&rec.id).await?;
         let host = self.host_side(&rec.id, uid);
+        // Read only where it decides something: a running container is kept
+        // whatever its spec, so wakes from light sleep and reconcile passes
+        // over running sandboxes never ask Docker about the image.
+        let mut image_id = None;
         if let Some(c) = existing {
             if !self.is_ours(&c, &rec.id) {
                 return Err(DockerError::NameTaken(name).into());
             }
-            let fresh = image_id
-                .as_deref()
-                .map(|img| self.spec_digest(rec, &host, img));
-            let stale = fresh.is_some() && c.labels.get(LABEL_SPEC) != fresh.as_ref();
             // Made before sandboxes had uids of their own (or for another
             // uid): it shares a uid with other sandboxes, so it is replaced
             // even while it runs (its home is handed over below).
@@ -312,20 +311,24 @@ impl Sandboxes {
                     .stop(&c.id, self.inner.settings.stop_timeout)
                     .await?;
             }
-            if !foreign_uid && (c.running || !stale) {
-                // A crash between Docker's create and the record's update
-                // leaves the record without the id: adopt the container.
-                if rec.container_id.as_deref() != Some(c.id.as_str()) {
-                    self.inner
-                        .store
-                        .set_container_id(&rec.id, Some(&c.id))
-                        .await?;
-                }
-                return Ok(c);
+            if !foreign_uid && c.running {
+                return self.adopt(rec, c).await;
             }
+            let image = self.inner.docker.image_id(&rec.image).await?;
+            let stale = image.as_deref().is_some_and(|img| {
+                c.labels.get(LABEL_SPEC) != Some(&self.spec_digest(rec, &host, img))
+            });
+            if !foreign_uid && !stale {
+                return self.adopt(rec, c).await;
+            }
+            image_id = Some(image);
             tracing::info!(sandbox = %rec.id, "recreating a stopped container from a newer spec or image");
             self.inner.docker.remove(&c.id).await?;
         }
+        let image_id = match image_id {
+            Some(known) => known,
+            None => self.inner.docker.image_id(&rec.image).await?,
+        };
         let Some(image_id) = image_id else {
             return Err(SandboxError::ImageMissing(rec.image.clone()));
         };
@@ -358,6 +361,22 @@ impl Sandboxes {
             ip: None,
             labels: Default::default(),
         })
+    }
+
+    /// Keeps an existing container. A crash between Docker's create and the
+    /// record's update leaves the record without the id: it is written now.
+    async fn adopt(
+        &self,
+        rec: &SandboxRecord,
+        c: ContainerStatus,
+    ) -> Result<ContainerStatus, SandboxError> {
+        if rec.container_id.as_deref() != Some(c.id.as_str()) {
+            self.inner
+                .store
+                .set_container_id(&rec.id, Some(&c.id))
+                .await?;
+        }
+        Ok(c)
     }
 
     /// A digest of everything the container is made from.

@@ -112,17 +112,14 @@ fn generation() -> Result<String, StoreError> {
     Ok(raw.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-impl Store {
-    /// Inserts a sandbox in `creating` state, desired `running`.
-    pub async fn insert_sandbox(&self, new: &NewSandbox) -> Result<SandboxRecord, StoreError> {
-        let now = now_ms();
-        let result = sqlx::query(
-            "INSERT INTO sandboxes (id, image, ports, env, metadata, memory_bytes, nano_cpus, start_cmd,
-                idle_timeout_s, idle_policy, public, preview_generation, egress, runtime, pooled,
-                desired_state, status, created_at, updated_at, last_active_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', 'creating', ?, ?, ?)",
-        )
-        .bind(&new.id)
+type SqliteQuery<'q> =
+    sqlx::query::Query<'q, sqlx::Sqlite, <sqlx::Sqlite as sqlx::Database>::Arguments>;
+
+/// Binds what a client asked for, in the order both the insert and the
+/// warm pool's claim name them: image, ports, env, metadata, memory_bytes,
+/// nano_cpus, start_cmd, idle_timeout_s, idle_policy, public, egress, runtime.
+fn bind_settings<'q>(query: SqliteQuery<'q>, new: &'q NewSandbox) -> SqliteQuery<'q> {
+    query
         .bind(&new.image)
         .bind(Json(&new.ports))
         .bind(Json(&new.env))
@@ -133,15 +130,28 @@ impl Store {
         .bind(new.idle_timeout_s)
         .bind(new.idle_policy)
         .bind(new.public)
-        .bind(generation()?)
         .bind(new.egress)
         .bind(&new.runtime)
-        .bind(new.pooled)
-        .bind(now)
-        .bind(now)
-        .bind(now)
-        .execute(&self.pool)
-        .await;
+}
+
+impl Store {
+    /// Inserts a sandbox in `creating` state, desired `running`.
+    pub async fn insert_sandbox(&self, new: &NewSandbox) -> Result<SandboxRecord, StoreError> {
+        let now = now_ms();
+        let query = sqlx::query(
+            "INSERT INTO sandboxes (id, image, ports, env, metadata, memory_bytes, nano_cpus, start_cmd,
+                idle_timeout_s, idle_policy, public, egress, runtime, preview_generation, pooled,
+                desired_state, status, created_at, updated_at, last_active_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', 'creating', ?, ?, ?)",
+        );
+        let result = bind_settings(query.bind(&new.id), new)
+            .bind(generation()?)
+            .bind(new.pooled)
+            .bind(now)
+            .bind(now)
+            .bind(now)
+            .execute(&self.pool)
+            .await;
         match result {
             Ok(_) => self.sandbox(&new.id).await,
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
@@ -157,32 +167,23 @@ impl Store {
     /// when the pool is empty.
     pub async fn claim_pooled(&self, new: &NewSandbox) -> Result<Option<String>, StoreError> {
         let now = now_ms();
-        let claimed: Option<(String,)> = sqlx::query_as(
+        let query = sqlx::query(
             "UPDATE sandboxes SET pooled = 0, image = ?, ports = ?, env = ?, metadata = ?,
                 memory_bytes = ?, nano_cpus = ?, start_cmd = ?, idle_timeout_s = ?, idle_policy = ?,
                 public = ?, egress = ?, runtime = ?, created_at = ?, updated_at = ?, last_active_at = ?
              WHERE id = (SELECT id FROM sandboxes WHERE pooled = 1 AND desired_state = 'asleep'
                  AND status = 'asleep' ORDER BY created_at LIMIT 1)
              RETURNING id",
-        )
-        .bind(&new.image)
-        .bind(Json(&new.ports))
-        .bind(Json(&new.env))
-        .bind(Json(&new.metadata))
-        .bind(new.memory_bytes)
-        .bind(new.nano_cpus)
-        .bind(&new.start_cmd)
-        .bind(new.idle_timeout_s)
-        .bind(new.idle_policy)
-        .bind(new.public)
-        .bind(new.egress)
-        .bind(&new.runtime)
-        .bind(now)
-        .bind(now)
-        .bind(now)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(claimed.map(|(id,)| id))
+        );
+        let claimed = bind_settings(query, new)
+            .bind(now)
+            .bind(now)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(claimed
+            .map(|row| sqlx::Row::try_get::<String, _>(&row, "id"))
+            .transpose()?)
     }
 
     pub async fn find_sandbox(&self, id: &str) -> Result<Option<SandboxRecord>, StoreError> {
