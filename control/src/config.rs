@@ -77,6 +77,12 @@ pub struct Config {
     #[arg(long, env = "BERTH_FIREWALL", default_value_t = true, action = clap::ArgAction::Set)]
     pub firewall: bool,
 
+    /// Run commands through the exec agent bind-mounted into every sandbox
+    /// (a unix socket, milliseconds) rather than Docker's exec; Docker's
+    /// exec stays the fallback wherever the agent does not answer.
+    #[arg(long, env = "BERTH_EXEC_AGENT", default_value_t = true, action = clap::ArgAction::Set)]
+    pub exec_agent: bool,
+
     /// First host uid given to sandboxes: each sandbox runs as its own uid
     /// (and gid) from here up, skipping host accounts.
     #[arg(long, env = "BERTH_SANDBOX_UID_BASE", default_value_t = 1_100_000)]
@@ -248,6 +254,7 @@ pub struct Settings {
     pub egress: Egress,
     pub egress_deny: Vec<Cidr>,
     pub firewall: bool,
+    pub exec_agent: bool,
     pub sandbox_uid_base: u32,
     pub host_etc: PathBuf,
 }
@@ -361,6 +368,7 @@ impl Config {
             egress,
             egress_deny,
             firewall: self.firewall,
+            exec_agent: self.exec_agent,
             sandbox_uid_base: self.sandbox_uid_base,
             host_etc: self.host_etc,
             data_dir: self.data_dir,

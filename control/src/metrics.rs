@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -49,7 +49,7 @@ struct Inner {
     thaw_seconds: Histogram,
     pool_claims: IntCounterVec,
     pool_ready: IntGauge,
-    exec_seconds: Histogram,
+    exec_seconds: HistogramVec,
     sandboxes: IntGaugeVec,
     tasks: IntGaugeVec,
     uptime: IntGauge,
@@ -63,8 +63,8 @@ pub struct Metrics {
 
 const START_BUCKETS: [f64; 11] = [0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0];
 const THAW_BUCKETS: [f64; 10] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0];
-const EXEC_BUCKETS: [f64; 12] = [
-    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0, 300.0,
+const EXEC_BUCKETS: [f64; 15] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0, 300.0,
 ];
 
 impl Metrics {
@@ -115,9 +115,13 @@ impl Metrics {
         )?;
         let pool_ready =
             IntGauge::new("warm_pool_ready", "Warm pool sandboxes ready to be claimed")?;
-        let exec_seconds = Histogram::with_opts(
-            HistogramOpts::new("exec_seconds", "Buffered execs, start to exit")
-                .buckets(EXEC_BUCKETS.to_vec()),
+        let exec_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "exec_seconds",
+                "Buffered execs, start to exit, by what ran them (agent: the sandbox's exec agent; docker: Docker's exec)",
+            )
+            .buckets(EXEC_BUCKETS.to_vec()),
+            &["via"],
         )?;
         let sandboxes = IntGaugeVec::new(
             Opts::new("sandboxes", "Sandboxes in the database, by status"),
@@ -160,6 +164,9 @@ impl Metrics {
         }
         for result in ["ok", "error"] {
             starts.with_label_values(&[result]);
+        }
+        for via in ["agent", "docker"] {
+            exec_seconds.with_label_values(&[via]);
         }
         Ok(Self {
             inner: Arc::new(Inner {
@@ -221,8 +228,12 @@ impl Metrics {
             .set(i64::try_from(ready).unwrap_or(i64::MAX));
     }
 
-    pub fn exec_finished(&self, took: Duration) {
-        self.inner.exec_seconds.observe(took.as_secs_f64());
+    pub fn exec_finished(&self, took: Duration, via_agent: bool) {
+        let via = if via_agent { "agent" } else { "docker" };
+        self.inner
+            .exec_seconds
+            .with_label_values(&[via])
+            .observe(took.as_secs_f64());
     }
 
     /// The Prometheus text exposition, with the scrape-time gauges set from

@@ -228,12 +228,25 @@ async fn metrics_count_what_happened() {
         "berth_control_container_start_seconds_count 1",
         "berth_control_sandbox_stops_total{reason=\"api\"} 1",
         "berth_control_sandbox_stops_total{reason=\"idle\"} 0",
-        "berth_control_exec_seconds_count 1",
         "berth_control_http_requests_total{status=\"201\"} 1",
         "berth_control_http_requests_total{status=\"404\"} 1",
     ] {
         assert!(r.text.contains(line), "missing `{line}` in:\n{}", r.text);
     }
+    // One exec, run by the agent or (before it listens) by Docker.
+    let execs: u64 = ["agent", "docker"]
+        .iter()
+        .map(|via| {
+            let series = format!("berth_control_exec_seconds_count{{via=\"{via}\"}} ");
+            r.text
+                .lines()
+                .find_map(|l| l.strip_prefix(series.as_str()))
+                .unwrap_or_else(|| panic!("missing `{series}` in:\n{}", r.text))
+                .parse::<u64>()
+                .unwrap()
+        })
+        .sum();
+    assert_eq!(execs, 1, "{}", r.text);
 }
 
 #[tokio::test]

@@ -4,6 +4,7 @@
 //! and the command is killed (with every process it started) when it outlives
 //! its timeout.
 
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
@@ -59,29 +60,111 @@ pub struct ExecOutput {
     pub truncated: bool,
     pub timed_out: bool,
     pub duration: Duration,
+    /// Run by the sandbox's exec agent (else by Docker's exec).
+    pub via_agent: bool,
 }
 
 /// Output of a running exec, chunk by chunk.
 pub type OutputStream =
     Pin<Box<dyn Stream<Item = Result<LogOutput, bollard::errors::Error>> + Send>>;
 
-/// An exec that has started and whose output can be read.
+/// Where a command runs: a container, and the socket of its exec agent
+/// when it has one (tried first; Docker's exec when nothing answers).
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub container: String,
+    pub agent: Option<PathBuf>,
+}
+
+impl Target {
+    /// A container reached through Docker's exec only.
+    pub fn docker(container: &str) -> Target {
+        Target {
+            container: container.to_string(),
+            agent: None,
+        }
+    }
+}
+
+/// What runs a started command.
+pub enum Process {
+    /// Docker's exec, by its id.
+    Docker(String),
+    /// The sandbox's exec agent.
+    Agent(crate::execd::Session),
+}
+
+impl Process {
+    /// Docker's id of the exec; `None` for the agent's commands.
+    pub fn exec_id(&self) -> Option<&str> {
+        match self {
+            Process::Docker(id) => Some(id),
+            Process::Agent(_) => None,
+        }
+    }
+}
+
+/// A command that has started and whose output can be read.
 pub struct Attached {
-    pub exec_id: String,
-    /// The exec's `BERTH_EXEC` value: see [`Docker::kill_exec`].
+    pub process: Process,
+    /// The command's `BERTH_EXEC` value: see [`Docker::kill_exec`].
     pub marker: String,
     pub output: OutputStream,
     pub input: Pin<Box<dyn AsyncWrite + Send>>,
 }
 
 impl Docker {
-    /// Starts `req.cmd` in the container and returns its live output.
+    /// Starts `req.cmd` in the target and returns its live output: through
+    /// its exec agent when one answers, else through Docker's exec.
     pub async fn exec_attached(
         &self,
-        container: &str,
+        target: &Target,
         req: &ExecRequest,
     ) -> Result<Attached, DockerError> {
-        self.attach(container, req, false).await
+        if let Some(socket) = &target.agent {
+            let marker = marker_of(req);
+            let run = berth_execd::wire::Run {
+                argv: req.cmd.clone(),
+                cwd: req.cwd.clone(),
+                env: req.env.clone(),
+                marker: marker.clone(),
+                stdin: req.stdin.is_some(),
+            };
+            match crate::execd::start(socket, &run).await {
+                Ok(started) => {
+                    let output = futures_util::stream::unfold(started.output, |mut rx| async {
+                        rx.recv().await.map(|chunk| (chunk, rx))
+                    });
+                    return Ok(Attached {
+                        process: Process::Agent(started.session),
+                        marker,
+                        output: Box::pin(output),
+                        input: started.input,
+                    });
+                }
+                Err(crate::execd::ExecdError::Unavailable(why)) => {
+                    tracing::debug!(container = %target.container, %why, "no exec agent: through Docker's exec");
+                }
+                Err(e) => return Err(DockerError::Other(e.to_string())),
+            }
+        }
+        self.attach(&target.container, req, false).await
+    }
+
+    /// The command's exit code once it has finished.
+    pub async fn exit_code(&self, process: &Process) -> Result<Option<i64>, DockerError> {
+        match process {
+            Process::Docker(exec_id) => self.exec_exit_code(exec_id).await,
+            Process::Agent(session) => Ok(session.exit_code().await),
+        }
+    }
+
+    /// Kills a command and everything it started.
+    pub async fn kill(&self, process: &Process, marker: &str) {
+        match process {
+            Process::Docker(exec_id) => self.kill_exec(exec_id, marker).await,
+            Process::Agent(session) => session.kill().await,
+        }
     }
 
     /// Starts `req.cmd` on a pseudo-terminal of its own, its input open:
@@ -116,10 +199,7 @@ impl Docker {
         tty: bool,
     ) -> Result<Attached, DockerError> {
         let client = self.client().await?;
-        let marker = req
-            .marker
-            .clone()
-            .unwrap_or_else(|| ulid::Ulid::generate().to_string());
+        let marker = marker_of(req);
         let mut env = req.env.clone();
         env.push(format!("{}={marker}", crate::proctree::MARKER_VAR));
         let created = client
@@ -149,7 +229,7 @@ impl Docker {
             .await?;
         match started {
             StartExecResults::Attached { output, input } => Ok(Attached {
-                exec_id: created.id,
+                process: Process::Docker(created.id),
                 marker,
                 output,
                 input,
@@ -198,16 +278,16 @@ impl Docker {
     /// killed on time.
     pub async fn exec(
         &self,
-        container: &str,
+        target: &Target,
         req: &ExecRequest,
     ) -> Result<ExecOutput, DockerError> {
         let began = Instant::now();
         let Attached {
-            exec_id,
+            process,
             marker,
             mut output,
             input,
-        } = self.exec_attached(container, req).await?;
+        } = self.exec_attached(target, req).await?;
         let _feeding = feed_stdin(input, req.stdin.clone());
 
         let mut out = ExecOutput {
@@ -217,6 +297,7 @@ impl Docker {
             truncated: false,
             timed_out: false,
             duration: Duration::ZERO,
+            via_agent: matches!(process, Process::Agent(_)),
         };
         let limit = req.output_limit;
         let collect = async {
@@ -240,11 +321,11 @@ impl Docker {
             Ok(result) => result?,
             Err(_) => {
                 out.timed_out = true;
-                self.kill_exec(&exec_id, &marker).await;
+                self.kill(&process, &marker).await;
             }
         }
         if !out.timed_out {
-            out.exit_code = self.exec_exit_code(&exec_id).await?;
+            out.exit_code = self.exit_code(&process).await?;
         }
         out.duration = began.elapsed();
         Ok(out)
@@ -365,6 +446,13 @@ impl Docker {
         );
         None
     }
+}
+
+/// The request's `BERTH_EXEC` value: its own, or a fresh one.
+fn marker_of(req: &ExecRequest) -> String {
+    req.marker
+        .clone()
+        .unwrap_or_else(|| ulid::Ulid::generate().to_string())
 }
 
 /// Kills the tree under `pid` and everything carrying `marker`, off the

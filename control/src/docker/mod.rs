@@ -23,7 +23,7 @@ use futures_util::StreamExt;
 use tokio::sync::OnceCell;
 
 pub(crate) use exec::feed_stdin;
-pub use exec::{Attached, ExecOutput, ExecRequest};
+pub use exec::{Attached, ExecOutput, ExecRequest, Process, Target};
 
 pub use berth_wire::labels::{
     INSTANCE as LABEL_INSTANCE, MANAGED as LABEL_MANAGED, SANDBOX as LABEL_SANDBOX,

@@ -27,6 +27,9 @@ pub struct SpecContext {
     pub preview_domain: String,
     pub tmp_size: u64,
     pub pids_limit: i64,
+    /// The exec agent's executable on the host, bind-mounted read-only
+    /// into every sandbox; `None`: commands go through Docker's exec.
+    pub execd: Option<std::path::PathBuf>,
 }
 
 pub use berth_wire::container_name;
@@ -136,12 +139,23 @@ pub fn container_spec(
     let identity = |name: &str| format!("{}:/etc/{name}:ro", host.identity.join(name).display());
     let mut all_labels = container_labels(rec, ctx);
     all_labels.insert(labels::UID.to_string(), uid.to_string());
+    let mut binds = vec![
+        format!("{}:{HOME}:rw", host.home.display()),
+        identity("passwd"),
+        identity("group"),
+    ];
+    if let Some(execd) = &ctx.execd {
+        // The agent (root's, read-only) and the sandbox's own socket
+        // directory (its uid's, 0700): no other sandbox sees either.
+        binds.push(format!("{}:{}:ro", execd.display(), crate::execd::BIN));
+        binds.push(format!(
+            "{}:{}:rw",
+            crate::execd::run_dir(&host.identity).display(),
+            crate::execd::RUN_DIR
+        ));
+    }
     let host_config = HostConfig {
-        binds: Some(vec![
-            format!("{}:{HOME}:rw", host.home.display()),
-            identity("passwd"),
-            identity("group"),
-        ]),
+        binds: Some(binds),
         network_mode: Some(network_of(rec, ctx).to_string()),
         runtime: rec.runtime.clone(),
         cap_drop: Some(vec!["ALL".into()]),
@@ -249,6 +263,7 @@ mod tests {
             preview_domain: "example.com".into(),
             tmp_size: 1 << 20,
             pids_limit: 256,
+            execd: Some("/data/bin/berth-execd".into()),
         }
     }
 

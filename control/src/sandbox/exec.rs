@@ -6,7 +6,7 @@ use super::request::ExecBody;
 use super::{SandboxError, Sandboxes};
 use crate::activity::Busy;
 use crate::docker::spec::container_name;
-use crate::docker::{DockerError, ExecOutput, ExecRequest};
+use crate::docker::{DockerError, ExecOutput, ExecRequest, Target};
 use crate::store::{DesiredState, SandboxRecord, Status};
 
 /// A validated command for a sandbox that is now marked busy (the reaper
@@ -29,9 +29,14 @@ impl Sandboxes {
         let docker = &self.inner.docker;
         let req = &req;
         let out = self
-            .in_container(&rec, |c| async move { docker.exec(&c, req).await })
+            .in_container(&rec, |c| {
+                let target = self.target(&rec, c);
+                async move { docker.exec(&target, req).await }
+            })
             .await?;
-        self.inner.metrics.exec_finished(out.duration);
+        self.inner
+            .metrics
+            .exec_finished(out.duration, out.via_agent);
         Ok(out)
     }
 
@@ -59,6 +64,21 @@ impl Sandboxes {
             marker: None,
         };
         Ok(Prepared { rec, busy, req })
+    }
+
+    /// Where commands for the sandbox run: `container`, through the exec
+    /// agent on the sandbox's socket when it answers.
+    pub(crate) fn target(&self, rec: &SandboxRecord, container: String) -> Target {
+        let identity = crate::uids::identity_dir(&self.inner.settings.data_dir, &rec.id);
+        Target {
+            container,
+            agent: self
+                .inner
+                .spec
+                .execd
+                .is_some()
+                .then(|| crate::execd::run_dir(&identity).join(crate::execd::SOCKET)),
+        }
     }
 
     /// Runs `op` on the sandbox's running container (waking it if it
@@ -95,6 +115,12 @@ impl Sandboxes {
             }
         }
         self.wake_container(&rec.id).await
+    }
+
+    /// Where the sandbox's commands run, waking it if it sleeps.
+    pub async fn running_target(&self, rec: &SandboxRecord) -> Result<Target, SandboxError> {
+        let container = self.running_container(rec).await?;
+        Ok(self.target(rec, container))
     }
 
     /// Wakes the sandbox (a no-op when it runs) and returns its container id.

@@ -51,10 +51,10 @@ impl Sandboxes {
         let docker = &self.inner.docker;
         let request = &req;
         let attached = self
-            .in_container(
-                &rec,
-                |c| async move { docker.exec_attached(&c, request).await },
-            )
+            .in_container(&rec, |c| {
+                let target = self.target(&rec, c);
+                async move { docker.exec_attached(&target, request).await }
+            })
             .await?;
         let (tx, rx) = mpsc::channel(BACKLOG);
         tokio::spawn(pump(
@@ -80,7 +80,7 @@ async fn pump(
     _busy: Busy,
 ) {
     let Attached {
-        exec_id,
+        process,
         marker,
         mut output,
         input,
@@ -102,19 +102,19 @@ async fn pump(
                 Some(Ok(LogOutput::StdIn { .. })) => continue,
                 Some(Err(e)) => {
                     let _ = tx.send(ExecEvent::Error(DockerError::from(e).to_string())).await;
-                    docker.kill_exec(&exec_id, &marker).await;
+                    docker.kill(&process, &marker).await;
                     return;
                 }
                 None => break,
             },
             () = &mut deadline => {
                 timed_out = true;
-                docker.kill_exec(&exec_id, &marker).await;
+                docker.kill(&process, &marker).await;
                 break;
             }
             () = tx.closed() => {
-                tracing::info!(exec_id = %exec_id, "streamed exec's reader left: killing the command");
-                docker.kill_exec(&exec_id, &marker).await;
+                tracing::info!(marker = %marker, "streamed exec's reader left: killing the command");
+                docker.kill(&process, &marker).await;
                 return;
             }
         };
@@ -122,7 +122,7 @@ async fn pump(
             continue;
         }
         if tx.send(event).await.is_err() {
-            docker.kill_exec(&exec_id, &marker).await;
+            docker.kill(&process, &marker).await;
             return;
         }
     }
@@ -140,7 +140,7 @@ async fn pump(
     let exit_code = if timed_out {
         None
     } else {
-        match docker.exec_exit_code(&exec_id).await {
+        match docker.exit_code(&process).await {
             Ok(code) => code,
             Err(e) => {
                 let _ = tx.send(ExecEvent::Error(e.to_string())).await;

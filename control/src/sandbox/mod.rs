@@ -140,6 +140,16 @@ impl Sandboxes {
             preview_domain: settings.preview_domain.clone(),
             tmp_size: settings.tmp_size,
             pids_limit: settings.pids_limit,
+            execd: settings
+                .exec_agent
+                .then(|| match crate::execd::install(&settings.data_dir) {
+                    Ok(path) => Some(path),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not install the exec agent: commands go through Docker's exec");
+                        None
+                    }
+                })
+                .flatten(),
         };
         let memory = MemoryGauge::new(settings.meminfo_path.clone(), settings.memory_headroom);
         Self {

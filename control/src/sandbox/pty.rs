@@ -136,14 +136,16 @@ impl Sandboxes {
         let attached = self
             .in_container(&rec, |c| async move { docker.exec_pty(&c, req).await })
             .await?;
-        if let Err(e) = docker.resize_exec(&attached.exec_id, cols, rows).await {
+        // A terminal is Docker's: the exec agent has no pseudo-terminals.
+        let exec_id = attached.process.exec_id().unwrap_or_default().to_string();
+        if let Err(e) = docker.resize_exec(&exec_id, cols, rows).await {
             tracing::debug!(sandbox = %rec.id, error = %e, "could not size a new terminal");
         }
         let (exited_tx, exited) = watch::channel(None);
         let terminal = Arc::new(Terminal {
             id: ulid::Ulid::generate().to_string().to_ascii_lowercase(),
             sandbox: rec.id.clone(),
-            exec_id: attached.exec_id,
+            exec_id,
             marker: attached.marker,
             input: tokio::sync::Mutex::new(attached.input),
             output: broadcast::channel(256).0,

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::docker::{Docker, DockerError, ExecOutput, ExecRequest};
+use crate::docker::{Docker, DockerError, ExecOutput, ExecRequest, Target};
 
 /// Where agents work.
 pub const APP_DIR: &str = "/home/user/workspace/app";
@@ -45,7 +45,7 @@ const PATCH: Limits = Limits {
 /// Runs a script in the sandbox (as the sandbox user, in the workspace).
 async fn run_script(
     docker: &Docker,
-    container: &str,
+    target: &Target,
     script: String,
     env: Vec<String>,
     limits: Limits,
@@ -59,7 +59,7 @@ async fn run_script(
         output_limit: limits.output,
         marker: None,
     };
-    docker.exec(container, &request).await
+    docker.exec(target, &request).await
 }
 
 /// Why a git script that did not exit 0 failed.
@@ -75,7 +75,7 @@ fn git_failure(out: &ExecOutput) -> String {
 /// the repository on first use). Returns the commit id.
 pub async fn take(
     docker: &Docker,
-    container: &str,
+    target: &Target,
     task_id: &str,
 ) -> Result<Checkpoint, DockerError> {
     let script = format!(
@@ -94,7 +94,7 @@ fi
 {GIT} rev-parse HEAD"#
     );
     let env = vec![format!("APP={APP_DIR}"), format!("TASK={task_id}")];
-    let out = run_script(docker, container, script, env, SCRIPT).await?;
+    let out = run_script(docker, target, script, env, SCRIPT).await?;
     Ok(match out.exit_code {
         Some(0) => Checkpoint::Taken(String::from_utf8_lossy(&out.stdout).trim().to_string()),
         Some(NO_GIT) => Checkpoint::NoGit,
@@ -116,7 +116,7 @@ pub struct Changes {
 /// tree of the end state is written as an object only).
 pub async fn changes_since(
     docker: &Docker,
-    container: &str,
+    target: &Target,
     checkpoint: &str,
     task_id: &str,
 ) -> Result<Changes, String> {
@@ -138,7 +138,7 @@ rm -f "$GIT_INDEX_FILE""#
         format!("TASK={task_id}"),
         format!("CHECKPOINT={checkpoint}"),
     ];
-    let out = run_script(docker, container, script, env, SCRIPT)
+    let out = run_script(docker, target, script, env, SCRIPT)
         .await
         .map_err(|e| e.to_string())?;
     match out.exit_code {
@@ -172,7 +172,7 @@ pub const FILE_PATCH_LIMIT: usize = 256 * 1024;
 /// task recorded no end tree.
 pub async fn diff(
     docker: &Docker,
-    container: &str,
+    target: &Target,
     checkpoint: &str,
     after: Option<&str>,
     task_id: &str,
@@ -202,7 +202,7 @@ fi"#
         format!("CHECKPOINT={checkpoint}"),
         format!("AFTER={}", after.unwrap_or_default()),
     ];
-    let out = run_script(docker, container, script, env, PATCH).await?;
+    let out = run_script(docker, target, script, env, PATCH).await?;
     Ok(match out.exit_code {
         Some(0) => Ok(split_patch(
             &String::from_utf8_lossy(&out.stdout),
@@ -313,7 +313,7 @@ fn split_patch(text: &str, output_cut: bool) -> Vec<FilePatch> {
 /// Puts the app directory back to `checkpoint`; ignored files stay.
 pub async fn revert(
     docker: &Docker,
-    container: &str,
+    target: &Target,
     checkpoint: &str,
 ) -> Result<Result<(), String>, DockerError> {
     let script = format!(
@@ -323,7 +323,7 @@ cd "$APP"
 {GIT} clean -q -f -d"#
     );
     let env = vec![format!("APP={APP_DIR}"), format!("CHECKPOINT={checkpoint}")];
-    let out = run_script(docker, container, script, env, SCRIPT).await?;
+    let out = run_script(docker, target, script, env, SCRIPT).await?;
     Ok(match out.exit_code {
         Some(0) => Ok(()),
         _ => Err(tail(&out.stderr, 5)),

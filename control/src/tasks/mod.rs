@@ -536,8 +536,8 @@ impl Tasks {
             })?;
         let sandbox = self.inner.sandboxes.get(&task.sandbox_id).await?;
         let _busy = self.inner.sandboxes.activity().busy(&sandbox.id);
-        let container = self.inner.sandboxes.running_container(&sandbox).await?;
-        checkpoint::revert(&self.inner.docker, &container, &checkpoint)
+        let target = self.inner.sandboxes.running_target(&sandbox).await?;
+        checkpoint::revert(&self.inner.docker, &target, &checkpoint)
             .await?
             .map_err(|e| TaskError::Failed(format!("git could not revert to {checkpoint}: {e}")))?;
         tracing::info!(task = %task.id, checkpoint, "workspace reverted");
@@ -577,10 +577,10 @@ impl Tasks {
         let after = field("after");
         let sandbox = self.inner.sandboxes.get(&task.sandbox_id).await?;
         let _busy = self.inner.sandboxes.activity().busy(&sandbox.id);
-        let container = self.inner.sandboxes.running_container(&sandbox).await?;
+        let target = self.inner.sandboxes.running_target(&sandbox).await?;
         let patches = checkpoint::diff(
             &self.inner.docker,
-            &container,
+            &target,
             &checkpoint,
             after.as_deref(),
             &task.id,

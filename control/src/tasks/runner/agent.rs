@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use super::events::handle_stdout_line;
 use super::note;
 use crate::agents::{Agent, RunRequest, RunState};
-use crate::docker::{ExecRequest, feed_stdin};
+use crate::docker::{ExecRequest, Target, feed_stdin};
 use crate::store::TaskRecord;
 use crate::tasks::Tasks;
 use crate::tasks::checkpoint::APP_DIR;
@@ -35,7 +35,7 @@ pub(super) async fn run(
     task: &TaskRecord,
     agent: &dyn Agent,
     resume: Option<&str>,
-    (container, sandbox_env): (&str, &[String]),
+    (target, sandbox_env): (&Target, &[String]),
     cancel: &CancellationToken,
     deadline: Instant,
 ) -> Result<(Ending, RunState), String> {
@@ -65,7 +65,7 @@ pub(super) async fn run(
     };
     let mut attached = inner
         .docker
-        .exec_attached(container, &request)
+        .exec_attached(target, &request)
         .await
         .map_err(|e| format!("could not start the agent: {e}"))?;
     // The prompt on stdin, then end of input, beside the output reader
@@ -73,27 +73,25 @@ pub(super) async fn run(
     let _feeding = feed_stdin(attached.input, request.stdin.clone());
     if let Err(e) = inner
         .store
-        .set_task_exec(&task.id, Some(&attached.exec_id))
+        .set_task_exec(&task.id, attached.process.exec_id())
         .await
     {
         tracing::warn!(task = %task.id, error = %e, "could not record the agent's exec id (recovery finds the agent by its marker)");
     }
 
-    let exit_code = |why: &'static str| {
-        let exec_id = attached.exec_id.clone();
-        async move {
-            match inner.docker.exec_exit_code(&exec_id).await {
-                Ok(code) => code,
-                Err(e) => {
-                    tracing::warn!(task = %task.id, exec_id, error = %e, why, "could not read the agent's exit code");
-                    note(
-                        tasks,
-                        &task.id,
-                        format!("could not read the agent's exit code: {e}"),
-                    )
-                    .await;
-                    None
-                }
+    let process = &attached.process;
+    let exit_code = |why: &'static str| async move {
+        match inner.docker.exit_code(process).await {
+            Ok(code) => code,
+            Err(e) => {
+                tracing::warn!(task = %task.id, error = %e, why, "could not read the agent's exit code");
+                note(
+                    tasks,
+                    &task.id,
+                    format!("could not read the agent's exit code: {e}"),
+                )
+                .await;
+                None
             }
         }
     };
@@ -114,7 +112,7 @@ pub(super) async fn run(
                     record_session(tasks, &task.id, &mut state).await;
                     if state.abort {
                         // The adapter saw the run cannot succeed.
-                        inner.docker.kill_exec(&attached.exec_id, &attached.marker).await;
+                        inner.docker.kill(&attached.process, &attached.marker).await;
                         break Ending::Exited(None);
                     }
                 }
@@ -126,11 +124,11 @@ pub(super) async fn run(
                 None => break Ending::Exited(exit_code("output ended").await),
             },
             () = cancel.cancelled() => {
-                inner.docker.kill_exec(&attached.exec_id, &attached.marker).await;
+                inner.docker.kill(&attached.process, &attached.marker).await;
                 break if inner.shutdown.is_cancelled() { Ending::Stopped } else { Ending::Cancelled };
             }
             () = tokio::time::sleep_until(deadline.into()) => {
-                inner.docker.kill_exec(&attached.exec_id, &attached.marker).await;
+                inner.docker.kill(&attached.process, &attached.marker).await;
                 break Ending::TimedOut;
             }
         }

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::docker::ExecRequest;
+use crate::docker::{ExecRequest, Target};
 use crate::store::TaskRecord;
 use crate::tasks::Tasks;
 use crate::tasks::checkpoint::{self, APP_DIR};
@@ -18,7 +18,7 @@ const CHECK_TAIL_LINES: usize = 40;
 pub(super) async fn run(
     tasks: &Tasks,
     task: &TaskRecord,
-    (container, sandbox_env): (&str, &[String]),
+    (target, sandbox_env): (&Target, &[String]),
     command: &str,
     deadline: Instant,
 ) -> (Value, Option<(&'static str, String)>) {
@@ -34,7 +34,7 @@ pub(super) async fn run(
         output_limit: 1 << 20,
         marker: None,
     };
-    match tasks.inner().docker.exec(container, &request).await {
+    match tasks.inner().docker.exec(target, &request).await {
         Ok(out) => {
             let mut combined = out.stdout.clone();
             combined.extend_from_slice(&out.stderr);

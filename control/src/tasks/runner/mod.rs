@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use super::Tasks;
 use super::checkpoint::{self, Checkpoint};
 use crate::agents;
+use crate::docker::Target;
 use crate::docker::spec::exec_environment;
 use crate::store::{TaskRecord, TaskStatus};
 
@@ -74,16 +75,16 @@ async fn run_phases(
         .map_err(|e| format!("sandbox unavailable: {e}"))?;
     // Busy for the whole task: the idle reaper leaves the sandbox alone.
     let _busy = inner.sandboxes.activity().busy(&sandbox.id);
-    let container = inner
+    let target = inner
         .sandboxes
-        .running_container(&sandbox)
+        .running_target(&sandbox)
         .await
         .map_err(|e| format!("could not start the sandbox: {e}"))?;
 
     let sandbox_env = exec_environment(&sandbox);
 
     phase(tasks, &task.id, "checkpoint").await;
-    let checkpoint = take_checkpoint(tasks, task, &container).await?;
+    let checkpoint = take_checkpoint(tasks, task, &target).await?;
 
     let resume = if task.resume {
         match inner.store.previous_session(task).await {
@@ -114,14 +115,14 @@ async fn run_phases(
         task,
         agent,
         resume.as_deref(),
-        (&container, &sandbox_env),
+        (&target, &sandbox_env),
         cancel,
         deadline,
     )
     .await?;
 
     let changes = match &checkpoint {
-        Some(sha) => changed_files(tasks, task, &container, sha).await,
+        Some(sha) => changed_files(tasks, task, &target, sha).await,
         None => None,
     };
     let after = changes.as_ref().and_then(|c| c.after.clone());
@@ -143,7 +144,7 @@ async fn run_phases(
     if let (None, Some(command)) = (&failure, &task.check_cmd) {
         phase(tasks, &task.id, "check").await;
         let (result, failed) =
-            check::run(tasks, task, (&container, &sandbox_env), command, deadline).await;
+            check::run(tasks, task, (&target, &sandbox_env), command, deadline).await;
         check_result = result;
         failure = failed;
     }
@@ -185,9 +186,9 @@ async fn run_phases(
 async fn take_checkpoint(
     tasks: &Tasks,
     task: &TaskRecord,
-    container: &str,
+    target: &Target,
 ) -> Result<Option<String>, String> {
-    match checkpoint::take(&tasks.inner().docker, container, &task.id).await {
+    match checkpoint::take(&tasks.inner().docker, target, &task.id).await {
         Ok(Checkpoint::Taken(sha)) => Ok(Some(sha)),
         Ok(Checkpoint::NoGit) => {
             note(
@@ -211,10 +212,10 @@ async fn take_checkpoint(
 async fn changed_files(
     tasks: &Tasks,
     task: &TaskRecord,
-    container: &str,
+    target: &Target,
     checkpoint: &str,
 ) -> Option<checkpoint::Changes> {
-    match checkpoint::changes_since(&tasks.inner().docker, container, checkpoint, &task.id).await {
+    match checkpoint::changes_since(&tasks.inner().docker, target, checkpoint, &task.id).await {
         Ok(changes) => Some(changes),
         Err(why) => {
             tracing::warn!(task = %task.id, error = %why, "could not list the files the agent changed");
