@@ -269,7 +269,28 @@ impl Docker {
                 }),
             )
             .await?;
-        Ok(())
+        self.exec_settled(&created.id).await
+    }
+
+    /// Waits until a detached exec's process runs (or has ended). Docker
+    /// answers a detached start before runc has set the process up, and a
+    /// container frozen meanwhile leaves runc stuck in the frozen cgroup
+    /// holding the container's lock: every later call on it hangs.
+    async fn exec_settled(&self, exec_id: &str) -> Result<(), DockerError> {
+        let client = self.client().await?;
+        for _ in 0..200 {
+            let inspected = client.inspect_exec(exec_id).await?;
+            if inspected.running == Some(true)
+                || inspected.pid.is_some_and(|p| p > 0)
+                || inspected.exit_code.is_some()
+            {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        Err(DockerError::Other(format!(
+            "exec {exec_id} did not start within a second"
+        )))
     }
 
     /// Runs a command to completion (or to its timeout) and collects its

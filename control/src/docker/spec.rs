@@ -290,6 +290,8 @@ mod tests {
                 "/data/sandboxes/abc:/home/user:rw",
                 "/data/identity/abc/passwd:/etc/passwd:ro",
                 "/data/identity/abc/group:/etc/group:ro",
+                "/data/bin/berth-execd:/.berth/execd:ro",
+                "/data/identity/abc/run:/.berth/run:rw",
             ]
         );
         assert_eq!(host.network_mode.as_deref(), Some("berth"));

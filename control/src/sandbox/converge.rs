@@ -173,31 +173,34 @@ impl Sandboxes {
         }
         self.inner.docker.start(container).await?;
         tracing::info!(sandbox = %rec.id, "container started");
-        self.start_exec_agent(rec, container);
-        self.run_start_command(rec, container).await
+        // Side by side, and both finished before the start returns: an exec
+        // still being set up when the container is frozen (the warm pool
+        // freezes what it just started) leaves runc stuck, and Docker with it.
+        let ((), start) = tokio::join!(
+            self.start_exec_agent(rec, container),
+            self.run_start_command(rec, container)
+        );
+        start
     }
 
     /// Starts the exec agent in a container just started (as its user,
-    /// detached), in the background: a wake does not wait for it, and until
-    /// it listens commands go through Docker's exec.
-    fn start_exec_agent(&self, rec: &SandboxRecord, container: &str) {
+    /// detached); until it listens, commands go through Docker's exec.
+    async fn start_exec_agent(&self, rec: &SandboxRecord, container: &str) {
         if self.inner.spec.execd.is_none() || rec.runtime.as_deref() == Some("runsc") {
             // gVisor's sandbox has no way to the host's unix sockets.
             return;
         }
-        let docker = self.inner.docker.clone();
-        let (sandbox, container) = (rec.id.clone(), container.to_string());
-        tokio::spawn(async move {
-            let serve = crate::execd::serve_command();
-            if let Err(e) = docker
-                .exec_detached(&container, serve, "/", Vec::new())
-                .await
-            {
-                // A container made before the agent existed has no such
-                // file: it keeps Docker's exec until it is made anew.
-                tracing::debug!(%sandbox, error = %e, "the exec agent did not start");
-            }
-        });
+        let serve = crate::execd::serve_command();
+        if let Err(e) = self
+            .inner
+            .docker
+            .exec_detached(container, serve, "/", Vec::new())
+            .await
+        {
+            // A container made before the agent existed has no such file:
+            // it keeps Docker's exec until it is made anew.
+            tracing::debug!(sandbox = %rec.id, error = %e, "the exec agent did not start");
+        }
     }
 
     /// Light sleep: the container frozen, its memory kept. A container that
