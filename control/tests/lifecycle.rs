@@ -191,7 +191,8 @@ async fn stdin_output_and_the_timeout_run_together() {
 
 #[tokio::test]
 async fn everything_an_exec_started_dies_with_it_however_it_detached() {
-    let c = Control::start(&[]).await;
+    // Through Docker's exec (tests/execd.rs has the agent's side of this).
+    let c = Control::start(&[("BERTH_EXEC_AGENT", "false")]).await;
     let id = c.create(json!({})).await["id"]
         .as_str()
         .unwrap()

@@ -173,14 +173,36 @@ impl Sandboxes {
         }
         self.inner.docker.start(container).await?;
         tracing::info!(sandbox = %rec.id, "container started");
-        // Side by side, and both finished before the start returns: an exec
-        // still being set up when the container is frozen (the warm pool
-        // freezes what it just started) leaves runc stuck, and Docker with it.
-        let ((), start) = tokio::join!(
-            self.start_exec_agent(rec, container),
-            self.run_start_command(rec, container)
-        );
-        start
+        // An exec still being set up when its container is frozen leaves
+        // runc stuck, and Docker with it. The warm pool freezes what it just
+        // started: it waits for the agent. Any other start launches it in
+        // the background (a wake does not wait for it) under the sandbox's
+        // lock, which every freeze takes: once the wake lets go of the lock,
+        // the agent starts if the sandbox still runs, before anything else
+        // may freeze it.
+        if rec.pooled {
+            let ((), start) = tokio::join!(
+                self.start_exec_agent(rec, container),
+                self.run_start_command(rec, container)
+            );
+            return start;
+        }
+        let (this, id, container_) = (self.clone(), rec.id.clone(), container.to_string());
+        tokio::spawn(async move {
+            let _guard = this.inner.locks.lock(&id).await;
+            match this.inner.store.sandbox(&id).await {
+                Ok(rec)
+                    if rec.desired_state == DesiredState::Running
+                        && rec.status == Status::Running =>
+                {
+                    this.start_exec_agent(&rec, &container_).await;
+                }
+                _ => {
+                    tracing::debug!(sandbox = %id, "no longer running: the exec agent is not started")
+                }
+            }
+        });
+        self.run_start_command(rec, container).await
     }
 
     /// Starts the exec agent in a container just started (as its user,
