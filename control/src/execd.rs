@@ -137,10 +137,18 @@ pub async fn start(socket: &Path, run: &Run) -> Result<Started, ExecdError> {
         .await
         .map_err(|e| ExecdError::Unavailable(e.to_string()))?;
     let (tx, output) = mpsc::channel(BACKLOG);
-    let first = match read_frame(&mut reader).await {
-        Ok(Some(frame)) => frame,
-        Ok(None) => return Err(ExecdError::Unavailable("it hung up".into())),
-        Err(e) => return Err(ExecdError::Unavailable(e.to_string())),
+    // The run frame is delivered: past this point nothing may fall back to
+    // Docker (the command could run twice), except on a clear refusal.
+    let first = match tokio::time::timeout(KILL_WAIT, read_frame(&mut reader)).await {
+        Ok(Ok(Some(frame))) => frame,
+        Ok(Ok(None)) => return Err(ExecdError::Unavailable("it hung up".into())),
+        Ok(Err(e)) => return Err(ExecdError::Unavailable(e.to_string())),
+        Err(_) => {
+            return Err(ExecdError::Io(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the sandbox's exec agent did not answer in time (is the sandbox frozen or its agent stopped?)",
+            )));
+        }
     };
     let (exit_tx, exit) = watch::channel(None);
     match first {
@@ -210,16 +218,25 @@ impl Session {
     /// the agent to see it end. An agent that does not answer has its
     /// command killed by its marker from the host.
     pub async fn kill(&self) {
-        let sent = {
+        let exited = |e: &Option<Ended>| matches!(e, Some(Ended::Exited(_)));
+        if exited(&self.exit.borrow()) {
+            // It ended by itself: what it left running in the background stays.
+            return;
+        }
+        // Bounded: an agent that stopped reading (frozen, stopped by the
+        // user) must not hold the kill up.
+        let sent = tokio::time::timeout(KILL_WAIT, async {
             let mut writer = self.writer.lock().await;
             write_frame(&mut writer, wire::KILL, &[]).await
-        };
+        })
+        .await
+        .is_ok_and(|r| r.is_ok());
         let mut exit = self.exit.clone();
-        let ended = sent.is_ok()
+        let ended = sent
             && tokio::time::timeout(KILL_WAIT, exit.wait_for(Option::is_some))
                 .await
                 .is_ok_and(|r| r.is_ok());
-        if !ended {
+        if !ended && !exited(&self.exit.borrow()) {
             tracing::warn!(
                 marker = %self.marker,
                 "the exec agent did not confirm a kill: killing by the marker from the host"

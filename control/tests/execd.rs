@@ -165,6 +165,24 @@ async fn everything_an_agent_command_started_dies_with_it() {
     )
     .await;
 
+    // Also when the command itself has exited but a background child still
+    // holds its output open (the exec has not ended: its output has not).
+    let first = c
+        .post_sse(
+            &format!("{exec}/stream"),
+            json!({"cmd": "sleep 416 & echo ready"}),
+            Some(1),
+            Duration::from_secs(20),
+        )
+        .await;
+    assert_eq!(first[0].data["text"], "ready\n", "{first:?}");
+    c.eventually(
+        "the child holding an abandoned stream's output is killed",
+        Duration::from_secs(10),
+        || async { leftovers(&c, &id, "sleep 416").await.is_empty() },
+    )
+    .await;
+
     // When control dies under a running command: the agent sees its
     // connection close and kills the command.
     let stream = c

@@ -113,7 +113,6 @@ fn serve_one(stream: UnixStream) -> io::Result<()> {
     let mut cmd = Command::new(&run.argv[0]);
     cmd.args(&run.argv[1..])
         .process_group(0)
-        .env(MARKER_VAR, &run.marker)
         .stdin(if run.stdin {
             Stdio::piped()
         } else {
@@ -125,6 +124,8 @@ fn serve_one(stream: UnixStream) -> io::Result<()> {
         let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
         cmd.env(k, v);
     }
+    // Last, so that no variable of the request can replace it.
+    cmd.env(MARKER_VAR, &run.marker);
     if let Some(cwd) = &run.cwd {
         if !Path::new(cwd).is_dir() {
             // Else the spawn's error would name the program, not the cwd.
@@ -186,13 +187,14 @@ fn serve_one(stream: UnixStream) -> io::Result<()> {
     .collect();
 
     let reaped = Arc::new(AtomicBool::new(false));
+    let exit_sent = Arc::new(AtomicBool::new(false));
     let listening = {
         let stdin = child.stdin.take();
-        let reaped = reaped.clone();
+        let (reaped, exit_sent) = (reaped.clone(), exit_sent.clone());
         let marker = run.marker.clone();
         thread::Builder::new()
             .name("control".into())
-            .spawn(move || listen(from_control, stdin, pid, &marker, &reaped))?
+            .spawn(move || listen(from_control, stdin, pid, &marker, (&reaped, &exit_sent)))?
     };
 
     let status = child.wait()?;
@@ -208,6 +210,7 @@ fn serve_one(stream: UnixStream) -> io::Result<()> {
         .or_else(|| status.signal().map(Exit::Signal))
         .unwrap_or(Exit::Code(-1));
     let sent = to_control.send(wire::EXIT, &exit.encode());
+    exit_sent.store(true, Ordering::SeqCst);
     if let Ok(stream) = to_control.0.lock() {
         let _ = stream.shutdown(std::net::Shutdown::Both);
     }
@@ -235,13 +238,15 @@ fn pump(mut pipe: Box<dyn Read + Send>, kind: u8, to_control: &Sender) {
 
 /// Control's frames while the command runs: stdin (written by a thread of
 /// its own, so that a command not reading it never holds up a kill), its
-/// end, and kill. Control leaving before the command ended kills it.
+/// end, and kill. Control leaving before it was told the command's end
+/// kills it (also when the command exited but a background child still
+/// holds its output open).
 fn listen(
     mut from_control: UnixStream,
     stdin: Option<ChildStdin>,
     pid: u32,
     marker: &str,
-    reaped: &AtomicBool,
+    (reaped, exit_sent): (&AtomicBool, &AtomicBool),
 ) {
     let mut feed = stdin.and_then(|mut pipe| {
         let (tx, rx) = mpsc::channel::<Vec<u8>>();
@@ -268,7 +273,7 @@ fn listen(
             Ok(Some((wire::KILL, _))) => kill(pid, marker, reaped),
             Ok(Some(_)) => {}
             Ok(None) | Err(_) => {
-                if !reaped.load(Ordering::SeqCst) {
+                if !exit_sent.load(Ordering::SeqCst) {
                     kill(pid, marker, reaped);
                 }
                 return;

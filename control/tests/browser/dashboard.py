@@ -143,6 +143,11 @@ def main(page):
     files.locator("li[data-name='index.html'] button").click()
     expect(page.locator("#file-name")).to_have_text("app/index.html")
     expect(page.locator("#file-text")).to_have_value("<h1>built by claude</h1>\n")
+    # The app's server (python's http.server) dates files to the second and
+    # answers a revalidation with 304 when the file is no newer than that:
+    # an edit within the second the agent wrote the file would be served
+    # stale. Edit in the next second.
+    page.wait_for_timeout(1100)
     page.fill("#file-text", "<h1>edited in the dashboard</h1>\n")
     page.click("#file-form button[type=submit]")
     expect(page.locator("#file-note")).to_contain_text("saved")
