@@ -38,15 +38,6 @@ async fn until_agent(c: &Control, id: &str) {
     .await;
 }
 
-/// Processes in the sandbox whose arguments match `pattern` (a grep regex).
-async fn leftovers(c: &Control, id: &str, pattern: &str) -> String {
-    c.sh(
-        id,
-        &format!("ps -o args | grep '{pattern}' | grep -v grep || true"),
-    )
-    .await
-}
-
 async fn new_sandbox(c: &Control) -> String {
     c.create(json!({})).await["id"]
         .as_str()
@@ -134,60 +125,19 @@ async fn everything_an_agent_command_started_dies_with_it() {
     let mut c = Control::start(&[]).await;
     let id = new_sandbox(&c).await;
     until_agent(&c, &id).await;
+    c.assert_execs_take_their_children(&id, 410).await;
     let exec = format!("/v1/sandboxes/{id}/exec");
-
-    // At its timeout: a child in its own session, re-parented to the
-    // container's init, and a double fork through nohup.
-    let r = c
-        .post(
-            &exec,
-            json!({"cmd": "(setsid sleep 411 &); (nohup sleep 412 >/dev/null 2>&1 &); sleep 100", "timeout_s": 2}),
-        )
-        .await;
-    assert_eq!(r.body["timed_out"], true, "{r:?}");
-    assert_eq!(r.body["exit_code"], serde_json::Value::Null);
-    assert_eq!(leftovers(&c, &id, "sleep 41[12]").await, "");
-
-    // When the reader of a streamed exec hangs up.
-    let first = c
-        .post_sse(
-            &format!("{exec}/stream"),
-            json!({"cmd": "(setsid sleep 413 >/dev/null 2>&1 &); echo ready; sleep 100"}),
-            Some(1),
-            Duration::from_secs(20),
-        )
-        .await;
-    assert_eq!(first[0].data["text"], "ready\n", "{first:?}");
-    c.eventually(
-        "the detached child of an abandoned stream is killed",
-        Duration::from_secs(10),
-        || async { leftovers(&c, &id, "sleep 413").await.is_empty() },
-    )
-    .await;
 
     // Also when the command itself has exited but a background child still
     // holds its output open (the exec has not ended: its output has not).
-    let first = c
-        .post_sse(
-            &format!("{exec}/stream"),
-            json!({"cmd": "sleep 416 & echo ready"}),
-            Some(1),
-            Duration::from_secs(20),
-        )
+    c.hang_up_and_see_gone(&id, "sleep 416 & echo ready", "sleep 416")
         .await;
-    assert_eq!(first[0].data["text"], "ready\n", "{first:?}");
-    c.eventually(
-        "the child holding an abandoned stream's output is killed",
-        Duration::from_secs(10),
-        || async { leftovers(&c, &id, "sleep 416").await.is_empty() },
-    )
-    .await;
 
     // When control dies under a running command: the agent sees its
     // connection close and kills the command.
     let stream = c
         .request(reqwest::Method::POST, &format!("{exec}/stream"))
-        .json(&json!({"cmd": "(setsid sleep 414 >/dev/null 2>&1 &); echo ready; sleep 100"}))
+        .json(&json!({"cmd": "(setsid sleep 415 >/dev/null 2>&1 &); echo ready; sleep 100"}))
         .send()
         .await
         .unwrap();
@@ -197,17 +147,13 @@ async fn everything_an_agent_command_started_dies_with_it() {
     let container = c.container(&id);
     let gone = (0..100).any(|_| {
         let (_, ps) = docker(&["exec", &container, "ps", "-o", "args"]);
-        !ps.contains("sleep 414") || {
+        !ps.contains("sleep 415") || {
             std::thread::sleep(Duration::from_millis(100));
             false
         }
     });
     assert!(gone, "a command outlived the control plane that ran it");
     c.spawn().await;
-
-    // A command that ends normally leaves its background server running.
-    c.sh(&id, "(setsid sleep 415 >/dev/null 2>&1 &)").await;
-    assert_ne!(leftovers(&c, &id, "sleep 415").await, "");
 }
 
 #[tokio::test]

@@ -121,17 +121,8 @@ async fn exec_timeout_kills_the_whole_process_tree() {
     assert_eq!(r.body["timed_out"], true, "{r:?}");
     assert_eq!(r.body["exit_code"], serde_json::Value::Null);
     // Neither sleep survives.
-    let ps = leftovers(&c, &id, "sleep 30[01]").await;
+    let ps = c.leftovers(&id, "sleep 30[01]").await;
     assert_eq!(ps, "", "processes left behind: {ps}");
-}
-
-/// Processes in the sandbox whose arguments match `pattern` (a grep regex).
-async fn leftovers(c: &Control, id: &str, pattern: &str) -> String {
-    c.sh(
-        id,
-        &format!("ps -o args | grep '{pattern}' | grep -v grep || true"),
-    )
-    .await
 }
 
 #[tokio::test]
@@ -169,7 +160,7 @@ async fn stdin_output_and_the_timeout_run_together() {
     .await
     .expect("exec that ignores a large stdin answers at its timeout");
     assert_eq!(answer.body["timed_out"], true, "{answer:?}");
-    assert_eq!(leftovers(&c, &id, "sleep 120").await, "");
+    assert_eq!(c.leftovers(&id, "sleep 120").await, "");
 
     // The same for a streamed exec.
     let events = c
@@ -186,7 +177,7 @@ async fn stdin_output_and_the_timeout_run_together() {
         ("exit", &json!(true)),
         "{events:?}"
     );
-    assert_eq!(leftovers(&c, &id, "sleep 121").await, "");
+    assert_eq!(c.leftovers(&id, "sleep 121").await, "");
 }
 
 #[tokio::test]
@@ -197,39 +188,7 @@ async fn everything_an_exec_started_dies_with_it_however_it_detached() {
         .as_str()
         .unwrap()
         .to_string();
-    let exec = format!("/v1/sandboxes/{id}/exec");
-
-    // At its timeout: a child in its own session, re-parented to the
-    // container's init, and a double fork through nohup.
-    let r = c
-        .post(
-            &exec,
-            json!({"cmd": "(setsid sleep 311 &); (nohup sleep 312 >/dev/null 2>&1 &); sleep 100", "timeout_s": 2}),
-        )
-        .await;
-    assert_eq!(r.body["timed_out"], true, "{r:?}");
-    assert_eq!(leftovers(&c, &id, "sleep 31[12]").await, "");
-
-    // When the reader of a streamed exec hangs up.
-    let first = c
-        .post_sse(
-            &format!("{exec}/stream"),
-            json!({"cmd": "(setsid sleep 313 >/dev/null 2>&1 &); echo ready; sleep 100"}),
-            Some(1),
-            Duration::from_secs(20),
-        )
-        .await;
-    assert_eq!(first[0].data["text"], "ready\n", "{first:?}");
-    c.eventually(
-        "the detached child of an abandoned stream is killed",
-        Duration::from_secs(10),
-        || async { leftovers(&c, &id, "sleep 313").await.is_empty() },
-    )
-    .await;
-
-    // A command that ends normally leaves its background server running.
-    c.sh(&id, "(setsid sleep 314 >/dev/null 2>&1 &)").await;
-    assert_ne!(leftovers(&c, &id, "sleep 314").await, "");
+    c.assert_execs_take_their_children(&id, 310).await;
 }
 
 #[tokio::test]
@@ -282,7 +241,7 @@ async fn streamed_exec_delivers_output_while_the_command_runs() {
     c.eventually(
         "the abandoned command is killed",
         Duration::from_secs(10),
-        || async { leftovers(&c, &id, "sleep 30[23]").await.is_empty() },
+        || async { c.leftovers(&id, "sleep 30[23]").await.is_empty() },
     )
     .await;
 

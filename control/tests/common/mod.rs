@@ -673,6 +673,68 @@ impl Control {
         }
     }
 
+    /// Processes in the sandbox whose arguments match `pattern` (a grep regex).
+    pub async fn leftovers(&self, id: &str, pattern: &str) -> String {
+        self.sh(
+            id,
+            &format!("ps -o args | grep '{pattern}' | grep -v grep || true"),
+        )
+        .await
+    }
+
+    /// Streams `cmd` (which prints `ready` first), hangs up after that
+    /// line, and waits until no process matches `pattern`.
+    pub async fn hang_up_and_see_gone(&self, id: &str, cmd: &str, pattern: &str) {
+        let path = format!("/v1/sandboxes/{id}/exec/stream");
+        let first = self
+            .post_sse(
+                &path,
+                serde_json::json!({ "cmd": cmd }),
+                Some(1),
+                Duration::from_secs(20),
+            )
+            .await;
+        assert_eq!(first[0].data["text"], "ready\n", "{first:?}");
+        self.eventually(
+            &format!("`{pattern}` is killed once the stream's reader hung up"),
+            Duration::from_secs(10),
+            || async { self.leftovers(id, pattern).await.is_empty() },
+        )
+        .await;
+    }
+
+    /// What every way of running commands keeps to, with `sleep base+1` to
+    /// `base+4` (`base` a multiple of 10): at its timeout an exec dies with everything it started
+    /// (a child in its own session, re-parented to the container's init,
+    /// a double fork through nohup), likewise when a streamed exec's reader
+    /// hangs up, and a command that ends normally leaves its background
+    /// server running.
+    pub async fn assert_execs_take_their_children(&self, id: &str, base: u32) {
+        let [a, b, c, d] = [base + 1, base + 2, base + 3, base + 4];
+        let r = self
+            .post(
+                &format!("/v1/sandboxes/{id}/exec"),
+                serde_json::json!({"cmd": format!("(setsid sleep {a} &); (nohup sleep {b} >/dev/null 2>&1 &); sleep 100"), "timeout_s": 2}),
+            )
+            .await;
+        assert_eq!(r.body["timed_out"], true, "{r:?}");
+        assert_eq!(r.body["exit_code"], Value::Null);
+        assert_eq!(
+            self.leftovers(id, &format!("sleep {}[12]", base / 10))
+                .await,
+            ""
+        );
+        self.hang_up_and_see_gone(
+            id,
+            &format!("(setsid sleep {c} >/dev/null 2>&1 &); echo ready; sleep 100"),
+            &format!("sleep {c}"),
+        )
+        .await;
+        self.sh(id, &format!("(setsid sleep {d} >/dev/null 2>&1 &)"))
+            .await;
+        assert_ne!(self.leftovers(id, &format!("sleep {d}")).await, "");
+    }
+
     pub fn container(&self, id: &str) -> String {
         format!("berth-{id}")
     }
