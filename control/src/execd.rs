@@ -327,10 +327,7 @@ async fn forward_stdin(mut from: impl AsyncRead + Unpin, writer: Arc<Mutex<Owned
 }
 
 async fn write_frame(w: &mut OwnedWriteHalf, kind: u8, payload: &[u8]) -> io::Result<()> {
-    let mut buf = Vec::with_capacity(wire::HEADER + payload.len());
-    buf.extend_from_slice(&wire::header(kind, payload.len())?);
-    buf.extend_from_slice(payload);
-    w.write_all(&buf).await
+    w.write_all(&wire::frame(kind, payload)?).await
 }
 
 async fn read_frame(r: &mut OwnedReadHalf) -> io::Result<Option<(u8, Vec<u8>)>> {

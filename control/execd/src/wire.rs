@@ -60,12 +60,17 @@ pub fn parse_header(h: [u8; HEADER]) -> io::Result<(u8, usize)> {
     Ok((h[0], len))
 }
 
-/// Writes one frame.
-pub fn write_frame(w: &mut impl Write, kind: u8, payload: &[u8]) -> io::Result<()> {
+/// One frame, header and payload, to be written in one go.
+pub fn frame(kind: u8, payload: &[u8]) -> io::Result<Vec<u8>> {
     let mut buf = Vec::with_capacity(HEADER + payload.len());
     buf.extend_from_slice(&header(kind, payload.len())?);
     buf.extend_from_slice(payload);
-    w.write_all(&buf)
+    Ok(buf)
+}
+
+/// Writes one frame.
+pub fn write_frame(w: &mut impl Write, kind: u8, payload: &[u8]) -> io::Result<()> {
+    w.write_all(&frame(kind, payload)?)
 }
 
 /// Reads one frame; `None` at a clean end of the stream.
