@@ -35,6 +35,19 @@ def rss(p):
     with open(f"/proc/{p.pid}/status") as f:
         d = {l.split(":")[0]: int(l.split()[1]) for l in f if l.startswith(("VmRSS", "RssAnon", "RssFile"))}
     return d["VmRSS"] / 1024, d["RssAnon"] / 1024, d["RssFile"] / 1024
+def maps(p, name):
+    """Resident KiB by mapping (FOOTPRINT_MAPS=1): what the RSS is made of."""
+    by = {}
+    cur = None
+    with open(f"/proc/{p.pid}/smaps") as f:
+        for l in f:
+            parts = l.split()
+            if "-" in parts[0] and len(parts) >= 5 and not parts[0].endswith(":"):
+                cur = (parts[5] if len(parts) > 5 else "[anon]") + " " + parts[1]
+            elif parts[0] == "Rss:":
+                by[cur] = by.get(cur, 0) + int(parts[1])
+    for k, v in sorted(by.items(), key=lambda kv: -kv[1])[:12]:
+        print(f"  {name} {v/1024:6.1f} MiB  {k}")
 def call(m, path, body=None, port=api_port, host=None):
     k = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     k.request(m, path, body=json.dumps(body) if body is not None else None, headers={"host": host} if host else {})
@@ -56,6 +69,10 @@ try:
     time.sleep(6)
     rc, re_ = rss(c), rss(e)
     print("%d sandboxes, 2000 preview requests: control %.1f (anon %.1f file %.1f)  edge %.1f (anon %.1f file %.1f)" % ((n,) + rc + re_))
+    if os.environ.get("FOOTPRINT_MAPS"):
+        maps(c, "control"); maps(e, "edge")
+        for p, name in ((c, "control"), (e, "edge")):
+            print(f"  {name} threads: {len(os.listdir(f'/proc/{p.pid}/task'))}")
     print("together %.1f MiB (anon %.1f, file-backed %.1f)   target < 40 MB" % (rc[0] + re_[0], rc[1] + re_[1], rc[2] + re_[2]))
 finally:
     for p in (e, c):

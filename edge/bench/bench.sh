@@ -18,6 +18,7 @@
 #   edge/bench/bench.sh [seconds per run (10)] [connections (64)] [rounds (3)]
 #   BERTH_EDGE_WORK_STEALING=false edge/bench/bench.sh   # any edge setting
 #   BERTH_BENCH_SECTIONS="wake sleep" edge/bench/bench.sh   # some sections only
+#   BERTH_BENCH_BIN=/some/dir edge/bench/bench.sh   # that dir's berth-control and berth-edge, not built here
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 DURATION="${1:-10}"
@@ -50,7 +51,8 @@ if [ "${#need[@]}" -gt 0 ]; then
 fi
 
 echo "building release binaries and the upstream image…" >&2
-cargo build --release -q -p berth-control -p berth-edge
+BIN="${BERTH_BENCH_BIN:-$CARGO_TARGET_DIR/release}"
+[ -n "${BERTH_BENCH_BIN:-}" ] || cargo build --release -q -p berth-control -p berth-edge
 agent-image/build-base.sh >/dev/null
 mkdir -p "$WORK/img"
 cat > "$WORK/img/nginx.conf" <<'EOF'
@@ -82,14 +84,14 @@ PLAIN_PORT=$(free_port); PLAIN_ADMIN=$(free_port)
 API="http://127.0.0.1:$API_PORT"
 
 BERTH_DATA_DIR="$WORK/data" BERTH_API_BIND="127.0.0.1:$API_PORT" BERTH_IMAGE="$IMAGE" \
-  BERTH_NETWORK="$NETWORK" RUST_LOG=warn "$CARGO_TARGET_DIR/release/berth-control" >"$WORK/control.log" 2>&1 &
+  BERTH_NETWORK="$NETWORK" RUST_LOG=warn "$BIN/berth-control" >"$WORK/control.log" 2>&1 &
 pids+=($!)
 BERTH_EDGE_HTTP_BIND="127.0.0.1:$EDGE_PORT" BERTH_EDGE_ADMIN_BIND="127.0.0.1:$ADMIN_PORT" \
-  BERTH_CONTROL_URL="$API" RUST_LOG=warn "$CARGO_TARGET_DIR/release/berth-edge" >"$WORK/edge.log" 2>&1 &
+  BERTH_CONTROL_URL="$API" RUST_LOG=warn "$BIN/berth-edge" >"$WORK/edge.log" 2>&1 &
 pids+=($!); EDGE_PID=$!
 # The same edge with its relay off: every request through Pingora's proxy loop.
 BERTH_EDGE_RELAY=false BERTH_EDGE_HTTP_BIND="127.0.0.1:$PLAIN_PORT" BERTH_EDGE_ADMIN_BIND="127.0.0.1:$PLAIN_ADMIN" \
-  BERTH_CONTROL_URL="$API" RUST_LOG=warn "$CARGO_TARGET_DIR/release/berth-edge" >"$WORK/edge-plain.log" 2>&1 &
+  BERTH_CONTROL_URL="$API" RUST_LOG=warn "$BIN/berth-edge" >"$WORK/edge-plain.log" 2>&1 &
 pids+=($!); PLAIN_PID=$!
 for _ in $(seq 100); do curl -sf "$API/healthz" >/dev/null && curl -sf "http://127.0.0.1:$ADMIN_PORT/healthz" >/dev/null && curl -sf "http://127.0.0.1:$PLAIN_ADMIN/healthz" >/dev/null && break; sleep 0.1; done
 INSTANCE=$(curl -sf "$API/v1/info" | python3 -c 'import json,sys; print(json.load(sys.stdin)["instance_id"])')
@@ -284,7 +286,7 @@ echo "HTTPS (same certificate for both: the edge's local one)"
 EDGE_TLS_PORT=$(free_port); EDGE2_HTTP=$(free_port); EDGE2_ADMIN=$(free_port); NGINX_TLS_PORT=$(free_port)
 BERTH_TLS=local BERTH_EDGE_DATA_DIR="$WORK/edge2" BERTH_EDGE_HTTPS_BIND="127.0.0.1:$EDGE_TLS_PORT" \
   BERTH_EDGE_HTTP_BIND="127.0.0.1:$EDGE2_HTTP" BERTH_EDGE_ADMIN_BIND="127.0.0.1:$EDGE2_ADMIN" \
-  BERTH_CONTROL_URL="$API" RUST_LOG=warn "$CARGO_TARGET_DIR/release/berth-edge" >"$WORK/edge2.log" 2>&1 &
+  BERTH_CONTROL_URL="$API" RUST_LOG=warn "$BIN/berth-edge" >"$WORK/edge2.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 100); do [ -s "$WORK/edge2/tls-local/key.pem" ] && curl -sf "http://127.0.0.1:$EDGE2_ADMIN/healthz" >/dev/null && break; sleep 0.1; done
 start_nginx https "listen 127.0.0.1:$NGINX_TLS_PORT ssl;

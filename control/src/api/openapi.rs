@@ -4,7 +4,6 @@
 //! becomes a response of its status whose `code` is limited to them.
 
 use std::collections::BTreeMap;
-use std::sync::OnceLock;
 
 use berth_api::ErrorCode;
 use serde_json::{Value, json};
@@ -237,9 +236,9 @@ fn describe_streams(doc: &mut Value) {
 /// The document as this host answers it: [`document`] with the limits
 /// its settings put on requests written in, so that a client (or a fuzzer)
 /// reading the schema knows what will be refused before sending it.
-pub fn for_host(settings: &crate::config::Settings) -> Value {
+pub fn for_host(settings: super::reference::Limits) -> Value {
     use crate::sandbox::request::{MAX_ENV, MAX_IDLE_TIMEOUT_S, MAX_PORTS};
-    let mut doc = document().clone();
+    let mut doc = document();
     let env_names = json!({
         "maxProperties": MAX_ENV,
         "propertyNames": {
@@ -294,10 +293,11 @@ fn merge(target: &mut Value, patch: Value) {
     }
 }
 
-/// The document, built once.
-pub fn document() -> &'static Value {
-    static DOC: OnceLock<Value> = OnceLock::new();
-    DOC.get_or_init(|| finish(super::routes().split_for_parts().1))
+/// The document, built anew on each call. Control renders it once at
+/// start ([`super::reference::Reference`] keeps the bytes); the tree itself
+/// (a few MiB of maps) is not kept.
+pub fn document() -> Value {
+    finish(super::routes().split_for_parts().1)
 }
 
 /// `{id}` of the sandbox routes.

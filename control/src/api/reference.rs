@@ -4,7 +4,8 @@
 //! the network, so it works on a host with no internet access.
 
 use std::fmt::Write;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use axum::Extension;
 use axum::body::Bytes;
@@ -26,7 +27,7 @@ use super::openapi::for_host;
 pub async fn openapi_json(Extension(reference): Extension<Arc<Reference>>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "application/json")],
-        reference.json.clone(),
+        reference.rendered().json.clone(),
     )
 }
 
@@ -48,22 +49,49 @@ pub async fn docs(Extension(reference): Extension<Arc<Reference>>) -> impl IntoR
                 "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
             ),
         ],
-        reference.page.clone(),
+        reference.rendered().page.clone(),
     )
 }
 
-/// This host's document, rendered once at start.
+/// This host's document, rendered on its first request and kept as bytes.
+/// Not at start: building it passes through a few MiB of maps, and an
+/// allocator keeps such a peak resident long after it was freed: control's
+/// idle memory would pay for a document most installs never ask for.
 pub struct Reference {
+    limits: Limits,
+    rendered: OnceLock<Rendered>,
+}
+
+/// What the document says of this host's settings ([`for_host`]).
+#[derive(Clone, Copy)]
+pub struct Limits {
+    pub exec_timeout: Duration,
+    pub task_timeout_max: Duration,
+}
+
+struct Rendered {
     json: Bytes,
     page: Bytes,
 }
 
 impl Reference {
     pub fn new(settings: &crate::config::Settings) -> Arc<Self> {
-        let doc = for_host(settings);
         Arc::new(Self {
-            json: Bytes::from(serde_json::to_vec(&doc).unwrap_or_default()),
-            page: Bytes::from(render(&doc)),
+            limits: Limits {
+                exec_timeout: settings.exec_timeout,
+                task_timeout_max: settings.task_timeout_max,
+            },
+            rendered: OnceLock::new(),
+        })
+    }
+
+    fn rendered(&self) -> &Rendered {
+        self.rendered.get_or_init(|| {
+            let doc = for_host(self.limits);
+            Rendered {
+                json: Bytes::from(serde_json::to_vec(&doc).unwrap_or_default()),
+                page: Bytes::from(render(&doc)),
+            }
         })
     }
 }
