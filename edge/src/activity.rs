@@ -38,8 +38,9 @@ pub struct Open {
 
 impl Drop for Open {
     fn drop(&mut self) {
-        self.activity.touch(&self.id);
+        let now = now_ms();
         let mut state = self.activity.lock();
+        mark(&mut state.seen, &self.id, now);
         if let Some(n) = state.open.get_mut(&self.id) {
             *n -= 1;
             if *n == 0 {
@@ -49,20 +50,35 @@ impl Drop for Open {
     }
 }
 
+/// Records `at` for `id`, allocating its key only the first time: every
+/// proxied request passes here twice.
+fn mark(seen: &mut HashMap<String, i64>, id: &str, at: i64) {
+    match seen.get_mut(id) {
+        Some(slot) => *slot = at,
+        None => {
+            seen.insert(id.to_string(), at);
+        }
+    }
+}
+
 impl Activity {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    pub fn touch(&self, id: &str) {
-        self.lock().seen.insert(id.to_string(), now_ms());
-    }
-
     /// Counts a connection as open until the guard is dropped.
     pub fn open(&self, id: &str) -> Open {
-        let mut state = self.lock();
-        state.seen.insert(id.to_string(), now_ms());
-        *state.open.entry(id.to_string()).or_insert(0) += 1;
+        let now = now_ms();
+        {
+            let mut state = self.lock();
+            mark(&mut state.seen, id, now);
+            match state.open.get_mut(id) {
+                Some(n) => *n += 1,
+                None => {
+                    state.open.insert(id.to_string(), 1);
+                }
+            }
+        }
         Open {
             activity: self.clone(),
             id: id.to_string(),

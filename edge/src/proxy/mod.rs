@@ -138,6 +138,12 @@ impl ProxyHttp for Edge {
         Ctx::default()
     }
 
+    /// No downstream modules. Pingora's default adds its response
+    /// compression module, switched off, which still built a context and
+    /// ran its filters on every request; the edge never compresses (an app
+    /// compresses its own answers).
+    fn init_downstream_modules(&self, _modules: &mut pingora::modules::http::HttpModules) {}
+
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         ctx.started = Some(Instant::now());
         ctx.host = Self::request_host(session);
