@@ -39,8 +39,12 @@ use crate::metrics::Metrics;
 use head::{Framing, Head, HeadError};
 use pool::Pool;
 
-/// Bytes read from an app at a time.
+/// Bytes read from an app at a time while a body streams.
 const READ_CHUNK: usize = 64 * 1024;
+/// Room for the first read of an answer (its head, and all of a small
+/// one). Not `READ_CHUNK`: a 64 KiB block is a page of its own to the
+/// allocator, fetched from its arena on every request.
+const HEAD_CHUNK: usize = 16 * 1024;
 /// How often idle connections are checked.
 const SWEEP_EVERY: Duration = Duration::from_secs(5);
 /// The largest response head accepted.
@@ -242,7 +246,7 @@ impl Relay {
                 },
             };
             self.metrics.upstream_connection(reused);
-            let mut buf = BytesMut::with_capacity(READ_CHUNK);
+            let mut buf = BytesMut::with_capacity(HEAD_CHUNK);
             let head = match self
                 .exchange(&mut stream, request, &mut buf, head_request)
                 .await
@@ -301,7 +305,7 @@ impl Relay {
                 }
             }
             let first = buf.is_empty();
-            match self.read(stream, buf).await {
+            match self.read(stream, buf, HEAD_CHUNK).await {
                 Ok(0) if first => return Err(RelayError::Closed),
                 Ok(0) => return Err(RelayError::Truncated),
                 Ok(_) => {}
@@ -311,8 +315,13 @@ impl Relay {
         }
     }
 
-    async fn read(&self, stream: &mut TcpStream, buf: &mut BytesMut) -> Result<usize, RelayError> {
-        buf.reserve(READ_CHUNK);
+    async fn read(
+        &self,
+        stream: &mut TcpStream,
+        buf: &mut BytesMut,
+        room: usize,
+    ) -> Result<usize, RelayError> {
+        buf.reserve(room);
         fast_timeout(self.read_timeout, stream.read_buf(buf))
             .await
             .map_err(|_| RelayError::Timeout)?
@@ -353,7 +362,7 @@ impl Relay {
                 if left == 0 {
                     break;
                 }
-                if self.read(stream, &mut buf).await? == 0 {
+                if self.read(stream, &mut buf, READ_CHUNK).await? == 0 {
                     return Err(RelayError::Truncated);
                 }
             },
@@ -378,7 +387,7 @@ impl Relay {
                     if decoder.done() {
                         break;
                     }
-                    if self.read(stream, &mut buf).await? == 0 {
+                    if self.read(stream, &mut buf, READ_CHUNK).await? == 0 {
                         return Err(RelayError::Truncated);
                     }
                 }
@@ -387,7 +396,7 @@ impl Relay {
                 if !buf.is_empty() {
                     send(session, Some(buf.split().freeze()), false).await?;
                 }
-                if self.read(stream, &mut buf).await? == 0 {
+                if self.read(stream, &mut buf, READ_CHUNK).await? == 0 {
                     send(session, None, true).await?;
                     return Ok(false);
                 }
