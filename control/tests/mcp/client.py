@@ -17,7 +17,7 @@ URL, TOKEN = sys.argv[1], sys.argv[2]
 
 TOOLS = {
     "create_sandbox", "list_sandboxes", "exec", "write_file", "read_file", "list_files",
-    "run_task", "task_status", "preview_url", "stop_sandbox", "delete_sandbox",
+    "run_task", "task_status", "preview_url", "sleep_sandbox", "stop_sandbox", "delete_sandbox",
 }
 
 
@@ -156,6 +156,14 @@ async def main():
             private = ok(await s.call_tool("create_sandbox", {"ports": [3000], "public": False}))
             url = ok(await s.call_tool("preview_url", {"sandbox_id": private["id"], "port": 3000}))
             assert "?berth_token=" in url["urls"]["3000"], url
+
+            # Light sleep: frozen, and any use wakes it (an exec here).
+            asleep = ok(await s.call_tool("sleep_sandbox", {"sandbox_id": sid}))
+            assert asleep["status"] == "asleep", asleep
+            err = tool_error(await s.call_tool("sleep_sandbox", {"sandbox_id": "nope"}))
+            assert err["code"] in ("not_found", "invalid_request"), err
+            woke = ok(await s.call_tool("exec", {"sandbox_id": sid, "command": "echo awake"}))
+            assert woke["stdout"] == "awake\n" and woke["exit_code"] == 0, woke
 
             stopped = ok(await s.call_tool("stop_sandbox", {"sandbox_id": sid}))
             assert stopped["status"] in ("stopped", "stopping"), stopped

@@ -299,6 +299,13 @@ impl Berth {
     }
 
     #[tool(
+        description = "Put a sandbox to light sleep now: its processes are frozen where they are and its memory kept; any later exec, task or preview request thaws it in milliseconds. Refused while a task runs in it."
+    )]
+    async fn sleep_sandbox(&self, Parameters(args): Parameters<args::Sandbox>) -> CallToolResult {
+        answer(sandboxes::sleep(State(self.state.clone()), Path(args.sandbox_id)).await).await
+    }
+
+    #[tool(
         description = "Stop a sandbox; its workspace stays, and any later exec, task or preview request starts it again."
     )]
     async fn stop_sandbox(&self, Parameters(args): Parameters<args::Sandbox>) -> CallToolResult {
