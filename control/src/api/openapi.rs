@@ -293,9 +293,9 @@ fn merge(target: &mut Value, patch: Value) {
     }
 }
 
-/// The document, built anew on each call. Control renders it once at
-/// start ([`super::reference::Reference`] keeps the bytes); the tree itself
-/// (a few MiB of maps) is not kept.
+/// The document, built anew on each call. Control renders it once, on the
+/// first request for it ([`super::reference::Reference`] keeps the bytes);
+/// the tree itself (a few MiB of maps) is not kept.
 pub fn document() -> Value {
     finish(super::routes().split_for_parts().1)
 }
