@@ -136,7 +136,7 @@ pub fn router(state: AppState, tokens: Tokens) -> Router {
         .merge(api)
         .layer(axum::Extension(mcp))
         .layer(axum::Extension(reference::Reference::new(
-            state.sandboxes.settings(),
+            state.sandboxes.shared_settings(),
         )))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

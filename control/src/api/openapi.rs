@@ -236,7 +236,7 @@ fn describe_streams(doc: &mut Value) {
 /// The document as this host answers it: [`document`] with the limits
 /// its settings put on requests written in, so that a client (or a fuzzer)
 /// reading the schema knows what will be refused before sending it.
-pub fn for_host(settings: super::reference::Limits) -> Value {
+pub fn for_host(settings: &crate::config::Settings) -> Value {
     use crate::sandbox::request::{MAX_ENV, MAX_IDLE_TIMEOUT_S, MAX_PORTS};
     let mut doc = document();
     let env_names = json!({

@@ -5,7 +5,6 @@
 
 use std::fmt::Write;
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 
 use axum::Extension;
 use axum::body::Bytes;
@@ -58,15 +57,8 @@ pub async fn docs(Extension(reference): Extension<Arc<Reference>>) -> impl IntoR
 /// allocator keeps such a peak resident long after it was freed: control's
 /// idle memory would pay for a document most installs never ask for.
 pub struct Reference {
-    limits: Limits,
+    settings: Arc<crate::config::Settings>,
     rendered: OnceLock<Rendered>,
-}
-
-/// What the document says of this host's settings ([`for_host`]).
-#[derive(Clone, Copy)]
-pub struct Limits {
-    pub exec_timeout: Duration,
-    pub task_timeout_max: Duration,
 }
 
 struct Rendered {
@@ -75,19 +67,16 @@ struct Rendered {
 }
 
 impl Reference {
-    pub fn new(settings: &crate::config::Settings) -> Arc<Self> {
+    pub fn new(settings: Arc<crate::config::Settings>) -> Arc<Self> {
         Arc::new(Self {
-            limits: Limits {
-                exec_timeout: settings.exec_timeout,
-                task_timeout_max: settings.task_timeout_max,
-            },
+            settings,
             rendered: OnceLock::new(),
         })
     }
 
     fn rendered(&self) -> &Rendered {
         self.rendered.get_or_init(|| {
-            let doc = for_host(self.limits);
+            let doc = for_host(&self.settings);
             Rendered {
                 json: Bytes::from(serde_json::to_vec(&doc).unwrap_or_default()),
                 page: Bytes::from(render(&doc)),

@@ -181,6 +181,11 @@ impl Sandboxes {
         &self.inner.settings
     }
 
+    /// The settings, shared (for what outlives a request: the API reference).
+    pub fn shared_settings(&self) -> Arc<Settings> {
+        self.inner.settings.clone()
+    }
+
     pub fn firewall(&self) -> FirewallStatus {
         self.inner.firewall.status()
     }
