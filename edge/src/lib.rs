@@ -9,6 +9,7 @@ pub mod activity;
 pub mod config;
 pub mod control;
 pub mod docker;
+pub mod front;
 pub mod host;
 pub mod metrics;
 pub mod pages;

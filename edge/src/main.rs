@@ -15,9 +15,10 @@ use berth_edge::activity::{Activity, Reporter};
 use berth_edge::config::{Config, Settings, TlsSettings};
 use berth_edge::control::Control;
 use berth_edge::docker::Docker;
+use berth_edge::front::FrontDoor;
 use berth_edge::metrics::{Admin, Metrics};
 use berth_edge::preview_auth::PreviewAuth;
-use berth_edge::proxy::{Edge, RateLimit};
+use berth_edge::proxy::{Edge, Proxy, RateLimit};
 use berth_edge::relay::{Relay, Sweeper};
 use berth_edge::routes::Routes;
 use berth_edge::routes::watcher::Watcher;
@@ -96,7 +97,7 @@ fn main() -> std::process::ExitCode {
         settings.upstream_timeout,
         metrics.clone(),
     ));
-    let edge = Edge {
+    let edge = Arc::new(Edge {
         settings: settings.clone(),
         routes: routes.clone(),
         waker: Waker::new(
@@ -114,15 +115,18 @@ fn main() -> std::process::ExitCode {
         unknown: Mutex::new(HashMap::new()),
         claimed: Mutex::new(HashMap::new()),
         lookups: Mutex::new(RateLimit::new(LOOKUPS_PER_SECOND, LOOKUPS_BURST)),
-    };
+    });
 
-    let mut proxy =
-        pingora::proxy::http_proxy_service_with_name(&server.configuration, edge, "berth-edge");
-    if let Some(app) = proxy.app_logic_mut() {
-        let mut options = HttpServerOptions::default();
-        options.h2c = settings.h2c;
-        app.server_options = Some(options);
-    }
+    // Pingora's proxy behind the edge's front door, which serves the
+    // common request itself and hands it everything else.
+    let mut pingora_proxy = pingora::proxy::http_proxy(&server.configuration, Proxy(edge.clone()));
+    let mut options = HttpServerOptions::default();
+    options.h2c = settings.h2c;
+    pingora_proxy.server_options = Some(options);
+    let mut proxy = Service::new(
+        "berth-edge".to_string(),
+        FrontDoor::new(edge, pingora_proxy),
+    );
     let buffers = L4BufferSettings::default().write(CLIENT_WRITE_BUFFER);
     proxy.add_listener(ListenerConfig::tcp(&settings.http_bind).l4_buffer(buffers));
 

@@ -4,8 +4,9 @@
 //! this module strings them together, by concern: `preview` (a preview
 //! host, start to finish), `lookup` (sandboxes the route table does not
 //! know), `credentials` (private previews, and berth's credentials kept from
-//! apps), `upstream` (relay or proxy, forwarded fields, waking, waiting for
-//! a port). This file holds the shared state and Pingora's callbacks.
+//! apps), `upstream` (forwarded fields, waking, waiting for a port),
+//! `direct` (the same decisions for a request the front door serves
+//! itself). This file holds the shared state and Pingora's callbacks.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -32,10 +33,12 @@ use crate::routes::rule::Request;
 use crate::wake::Waker;
 
 mod credentials;
+mod direct;
 mod lookup;
 mod preview;
 mod upstream;
 
+pub use direct::{Asked, Direct};
 pub use lookup::RateLimit;
 
 pub struct Edge {
@@ -55,6 +58,18 @@ pub struct Edge {
     /// Look-ups of sandboxes the route table does not know: a scan of
     /// random hosts may not turn into a stream of calls to control.
     pub lookups: Mutex<RateLimit>,
+}
+
+/// The edge as Pingora's proxy sees it: shared with the front door
+/// (`crate::front`), which serves the common request itself.
+pub struct Proxy(pub Arc<Edge>);
+
+impl std::ops::Deref for Proxy {
+    type Target = Edge;
+
+    fn deref(&self) -> &Edge {
+        &self.0
+    }
 }
 
 #[derive(Default)]
@@ -131,7 +146,7 @@ impl Edge {
 }
 
 #[async_trait]
-impl ProxyHttp for Edge {
+impl ProxyHttp for Proxy {
     type CTX = Ctx;
 
     fn new_ctx(&self) -> Ctx {
@@ -146,7 +161,7 @@ impl ProxyHttp for Edge {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         ctx.started = Some(Instant::now());
-        ctx.host = Self::request_host(session);
+        ctx.host = Edge::request_host(session);
         ctx.tls = session
             .digest()
             .and_then(|d| d.ssl_digest.as_ref())
@@ -176,7 +191,7 @@ impl ProxyHttp for Edge {
             if let Some(router) = table.router(&request, entrypoint, ctx.tls) {
                 if let Some(addr) = router.upstream {
                     ctx.upstream = Some(addr);
-                    return self.relay_or_proxy(session, ctx).await;
+                    return Ok(false);
                 }
                 let message = format!(
                     "Router `{}` matches, but its container is not running.",
@@ -220,7 +235,7 @@ impl ProxyHttp for Edge {
         upstream: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        for (name, value) in Self::forwarded(session, ctx) {
+        for (name, value) in Edge::forwarded(session, ctx) {
             upstream.remove_header(name);
             if let Some(value) = value {
                 upstream.insert_header(name, value)?;

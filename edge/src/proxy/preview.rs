@@ -79,7 +79,7 @@ impl Edge {
         match self.reach(&id, port, ctx.html).await {
             Ok(addr) => {
                 ctx.upstream = Some(addr);
-                self.relay_or_proxy(session, ctx).await
+                Ok(false)
             }
             Err(page) => self.respond(session, page).await,
         }

@@ -1,5 +1,5 @@
-//! Reaching an app: the relay or Pingora's proxy, the forwarded fields,
-//! waking a sandbox and waiting for its port.
+//! Reaching an app through Pingora's proxy: the forwarded fields, waking a
+//! sandbox and waiting for its port.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -11,74 +11,34 @@ use pingora::{Error, ErrorType};
 use super::{Ctx, Edge};
 use crate::control::ControlError;
 use crate::pages::Page;
-use crate::preview_auth;
-use crate::relay::{Field, Outcome, Relay};
+use crate::relay::request::{self, Field, Origin};
 use crate::wake;
 
 impl Edge {
-    /// The upstream is chosen: the relay answers a plain GET or HEAD on
-    /// the edge's own keep-alive path; anything else, or a request whose
-    /// connection could not be made, goes to Pingora's proxy (`Ok(false)`).
-    pub(super) async fn relay_or_proxy(
-        &self,
-        session: &mut Session,
-        ctx: &mut Ctx,
-    ) -> Result<bool> {
-        let Some(addr) = ctx.upstream else {
-            return Ok(false);
-        };
-        if !self.settings.relay || !Relay::takes(session) {
-            return Ok(false);
-        }
-        let Some(request) = Relay::request(session, &Self::forwarded(session, ctx)) else {
-            return Ok(false);
-        };
-        match self.relay.forward(session, addr, &request).await {
-            Ok(Outcome::Answered) => Ok(true),
-            Ok(Outcome::NotConnected) => Ok(false),
-            Err(e) => Err(e.into_pingora()),
-        }
-    }
-
-    /// The fields the edge sets on a request for an app, each replacing
-    /// the client's (`None` removes it): X-Forwarded-*, X-Real-IP, and the
-    /// cookie without the preview cookie.
+    /// The fields the edge sets on a request for an app (see
+    /// `relay::request::forwarded`).
     pub(super) fn forwarded(session: &Session, ctx: &Ctx) -> Vec<Field> {
         let req = session.req_header();
-        let mut fields = Vec::with_capacity(5);
-        if let Some(client) = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip().to_string())
-        {
-            let chain = match req
-                .headers
-                .get("x-forwarded-for")
-                .and_then(|v| v.to_str().ok())
-            {
-                Some(prior) => format!("{prior}, {client}"),
-                None => client.clone(),
-            };
-            fields.push(("x-forwarded-for", Some(chain)));
-            fields.push(("x-real-ip", Some(client)));
-        }
-        let proto = if ctx.tls { "https" } else { "http" };
-        fields.push(("x-forwarded-proto", Some(proto.to_string())));
-        if !ctx.host.is_empty() {
-            fields.push(("x-forwarded-host", Some(ctx.host.clone())));
-        }
-        if ctx.strip_cookie {
-            // The preview cookie is berth's, not the app's.
-            let kept: Vec<String> = req
-                .headers
+        let cookies = ctx.strip_cookie.then(|| {
+            req.headers
                 .get_all("cookie")
                 .iter()
                 .filter_map(|v| v.to_str().ok())
-                .filter_map(|h| preview_auth::without_cookie(h, preview_auth::COOKIE))
-                .collect();
-            fields.push(("cookie", (!kept.is_empty()).then(|| kept.join("; "))));
-        }
-        fields
+                .collect()
+        });
+        request::forwarded(&Origin {
+            client: session
+                .client_addr()
+                .and_then(|a| a.as_inet())
+                .map(|a| a.ip()),
+            forwarded_for: req
+                .headers
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok()),
+            tls: ctx.tls,
+            host: &ctx.host,
+            cookies,
+        })
     }
 
     /// The address of a sandbox's port once it accepts connections: at once

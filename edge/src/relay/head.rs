@@ -1,15 +1,15 @@
-//! An app's response head: parsed with httparse, turned into the header the
-//! client gets (hop-by-hop fields dropped) and the framing of its body.
+//! An app's response head: parsed with httparse, rendered as the head the
+//! client gets (hop-by-hop fields dropped) with the framing of its body.
 
-use http::HeaderValue;
-use pingora::http::ResponseHeader;
+use bytes::BytesMut;
 
 /// Most header fields an app's response may carry.
 const MAX_FIELDS: usize = 128;
 
 /// Fields that describe one connection, not the message (RFC 9110 §7.6.1).
-/// `transfer-encoding` is re-decided for the client.
-const HOP_BY_HOP: [&str; 8] = [
+/// `transfer-encoding` is re-decided for the client; `date` is the edge's
+/// own (written by `client`, as Pingora and nginx do).
+const DROPPED: [&str; 9] = [
     "connection",
     "keep-alive",
     "proxy-connection",
@@ -18,6 +18,7 @@ const HOP_BY_HOP: [&str; 8] = [
     "trailer",
     "transfer-encoding",
     "upgrade",
+    "date",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,14 +31,28 @@ pub enum Framing {
     UntilClose,
 }
 
+impl Framing {
+    /// Whether the client gets the body chunked: a chunked body is passed
+    /// on de-chunked and chunked again; a close-delimited one is chunked so
+    /// that the client's connection survives it.
+    pub fn chunked_to_client(self) -> bool {
+        matches!(self, Self::Chunked | Self::UntilClose)
+    }
+}
+
 #[derive(Debug)]
 pub struct Head {
-    pub header: ResponseHeader,
+    pub status: u16,
     pub framing: Framing,
     /// The app lets the connection be used again.
     pub keep_alive: bool,
     /// Bytes of the head, to drop from the read buffer.
     pub len: usize,
+    /// The head as the client gets it, up to its last field line: the
+    /// status line and the app's fields less the dropped ones, plus
+    /// `transfer-encoding` when the client's body is chunked. The writer
+    /// adds `date`, `connection` and the blank line.
+    pub rendered: BytesMut,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -48,8 +63,8 @@ pub enum HeadError {
     Length,
     #[error("the app switched protocols for a request that did not ask to")]
     UnaskedSwitch,
-    #[error("the response head could not be rebuilt: {0}")]
-    Rebuild(String),
+    #[error("the response status {0} is not a valid status")]
+    Status(u16),
 }
 
 /// Parses a response head from the start of `buf`: `Ok(None)` until it is
@@ -67,34 +82,44 @@ pub fn parse(buf: &[u8], head_request: bool) -> Result<Option<Head>, HeadError> 
     if status == 101 {
         return Err(HeadError::UnaskedSwitch);
     }
+    if !(100..=999).contains(&status) {
+        return Err(HeadError::Status(status));
+    }
     let http11 = response.version == Some(1);
 
     let mut close = !http11;
     let mut chunked = false;
-    let mut codings = String::from("chunked");
+    let mut codings: &[u8] = b"chunked";
     let mut length: Option<u64> = None;
-    let mut nominated: Vec<String> = Vec::new();
+    // Fields the app's Connection names are hop-by-hop too (rare: only
+    // then is a list kept).
+    let mut nominated: Vec<&[u8]> = Vec::new();
     for field in response.headers.iter() {
-        let value = String::from_utf8_lossy(field.value);
-        if field.name.eq_ignore_ascii_case("connection") {
-            for token in value.split(',').map(|t| t.trim().to_ascii_lowercase()) {
-                match token.as_str() {
-                    "close" => close = true,
-                    "keep-alive" => close = false,
-                    "" => {}
-                    _ => nominated.push(token),
+        let name = field.name.as_bytes();
+        if name.eq_ignore_ascii_case(b"connection") {
+            for token in field.value.split(|b| *b == b',').map(<[u8]>::trim_ascii) {
+                if token.eq_ignore_ascii_case(b"close") {
+                    close = true;
+                } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                    close = false;
+                } else if !token.is_empty() {
+                    nominated.push(token);
                 }
             }
-        } else if field.name.eq_ignore_ascii_case("transfer-encoding") {
-            chunked = value
-                .rsplit(',')
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            chunked = field
+                .value
+                .rsplit(|b| *b == b',')
                 .next()
-                .is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"));
+                .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
             if chunked {
-                codings = value.trim().to_string();
+                codings = field.value.trim_ascii();
             }
-        } else if field.name.eq_ignore_ascii_case("content-length") {
-            let n = value.trim().parse::<u64>().map_err(|_| HeadError::Length)?;
+        } else if name.eq_ignore_ascii_case(b"content-length") {
+            let n = std::str::from_utf8(field.value)
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .ok_or(HeadError::Length)?;
             if length.is_some_and(|prior| prior != n) {
                 return Err(HeadError::Length);
             }
@@ -115,45 +140,41 @@ pub fn parse(buf: &[u8], head_request: bool) -> Result<Option<Head>, HeadError> 
         }
     };
 
-    let mut header =
-        ResponseHeader::build(status, Some(response.headers.len() + 1)).map_err(rebuild)?;
-    if let Some(reason) = response.reason {
-        header.set_reason_phrase(Some(reason)).map_err(rebuild)?;
-    }
+    let mut rendered = BytesMut::with_capacity(len + 64);
+    rendered.extend_from_slice(b"HTTP/1.1 ");
+    rendered.extend_from_slice(itoa::Buffer::new().format(status).as_bytes());
+    rendered.extend_from_slice(b" ");
+    rendered.extend_from_slice(response.reason.unwrap_or("").as_bytes());
+    rendered.extend_from_slice(b"\r\n");
     for field in response.headers.iter() {
-        let hop = HOP_BY_HOP
+        let name = field.name.as_bytes();
+        let dropped = DROPPED
             .iter()
-            .any(|h| field.name.eq_ignore_ascii_case(h))
-            || nominated.iter().any(|n| field.name.eq_ignore_ascii_case(n));
+            .any(|h| name.eq_ignore_ascii_case(h.as_bytes()))
+            || nominated.iter().any(|n| name.eq_ignore_ascii_case(n));
         // With chunked framing a content-length is wrong (RFC 9112 §6.3).
         let stale_length =
-            framing == Framing::Chunked && field.name.eq_ignore_ascii_case("content-length");
-        if hop || stale_length {
+            framing == Framing::Chunked && name.eq_ignore_ascii_case(b"content-length");
+        if dropped || stale_length {
             continue;
         }
-        let value = HeaderValue::from_bytes(field.value).map_err(rebuild)?;
-        header
-            .append_header(field.name.to_string(), value)
-            .map_err(rebuild)?;
+        rendered.extend_from_slice(name);
+        rendered.extend_from_slice(b": ");
+        rendered.extend_from_slice(field.value);
+        rendered.extend_from_slice(b"\r\n");
     }
-    // The client's framing: chunked stays chunked (the body is passed on
-    // de-chunked and chunked again, other codings kept); a close-delimited
-    // body becomes chunked so that the client's connection survives it.
-    if matches!(framing, Framing::Chunked | Framing::UntilClose) {
-        header
-            .insert_header("transfer-encoding", codings)
-            .map_err(rebuild)?;
+    if framing.chunked_to_client() {
+        rendered.extend_from_slice(b"transfer-encoding: ");
+        rendered.extend_from_slice(codings);
+        rendered.extend_from_slice(b"\r\n");
     }
     Ok(Some(Head {
-        header,
+        status,
         framing,
         keep_alive: !close && framing != Framing::UntilClose,
         len,
+        rendered,
     }))
-}
-
-fn rebuild(e: impl std::fmt::Display) -> HeadError {
-    HeadError::Rebuild(e.to_string())
 }
 
 #[cfg(test)]
@@ -162,6 +183,10 @@ mod tests {
 
     fn head(raw: &str) -> Head {
         parse(raw.as_bytes(), false).unwrap().unwrap()
+    }
+
+    fn text(h: &Head) -> String {
+        String::from_utf8(h.rendered.to_vec()).unwrap()
     }
 
     #[test]
@@ -179,12 +204,16 @@ mod tests {
         assert_eq!(h.framing, Framing::Length(5));
         assert!(h.keep_alive);
         assert_eq!(h.len, 38);
+        assert_eq!(text(&h), "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n");
         let h = head(
             "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\nContent-Length: 3\r\n\r\n",
         );
         assert_eq!(h.framing, Framing::Chunked);
-        assert!(h.header.headers.get("content-length").is_none());
-        assert_eq!(h.header.headers["transfer-encoding"], "gzip, chunked");
+        assert_eq!(
+            text(&h),
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n",
+            "no content-length beside chunked; the codings kept"
+        );
         assert_eq!(
             head("HTTP/1.1 204 No Content\r\n\r\n").framing,
             Framing::Empty
@@ -197,7 +226,7 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(h.framing, Framing::Empty, "a HEAD response has no body");
-        assert_eq!(h.header.headers["content-length"], "9");
+        assert!(text(&h).contains("Content-Length: 9\r\n"));
     }
 
     #[test]
@@ -214,26 +243,24 @@ mod tests {
         assert_eq!(h.framing, Framing::UntilClose);
         assert!(!h.keep_alive);
         assert_eq!(
-            h.header.headers["transfer-encoding"], "chunked",
-            "a close-delimited body reaches the client chunked"
+            text(&h),
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\ntransfer-encoding: chunked\r\n",
+            "a close-delimited body reaches the client chunked, as HTTP/1.1"
         );
     }
 
     #[test]
-    fn hop_by_hop_fields_are_dropped_and_the_rest_kept_in_order() {
+    fn hop_by_hop_fields_and_the_apps_date_are_dropped_and_the_rest_kept_in_order() {
         let h = head(
             "HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Trace\r\nKeep-Alive: timeout=5\r\n\
-             X-Trace: 1\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\nContent-Length: 0\r\n\r\n",
+             X-Trace: 1\r\nSet-Cookie: a=1\r\nDate: Mon, 01 Jan 2024 00:00:00 GMT\r\n\
+             Set-Cookie: b=2\r\nContent-Length: 0\r\n\r\n",
         );
-        let names: Vec<_> = h.header.headers.keys().map(|k| k.as_str()).collect();
-        assert!(!names.contains(&"connection"));
-        assert!(!names.contains(&"keep-alive"));
-        assert!(
-            !names.contains(&"x-trace"),
+        assert_eq!(
+            text(&h),
+            "HTTP/1.1 200 OK\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\nContent-Length: 0\r\n",
             "a field named in Connection is hop-by-hop"
         );
-        let cookies: Vec<_> = h.header.headers.get_all("set-cookie").iter().collect();
-        assert_eq!(cookies, ["a=1", "b=2"]);
     }
 
     #[test]
@@ -257,6 +284,10 @@ mod tests {
         assert_eq!(
             parse(b"HTTP/1.1 101 Switching Protocols\r\n\r\n", false).unwrap_err(),
             HeadError::UnaskedSwitch
+        );
+        assert_eq!(
+            parse(b"HTTP/1.1 099 Odd\r\n\r\n", false).unwrap_err(),
+            HeadError::Status(99)
         );
     }
 }

@@ -1,43 +1,49 @@
 //! The relay: the edge's own path for the common request, a plain HTTP/1.1
-//! GET or HEAD, to an app over a kept-alive connection.
+//! GET or HEAD, to an app over a kept-alive connection, answered straight
+//! to the client's connection.
 //!
 //! Pingora's proxy loop runs every request as two halves joined by
-//! channels, and returns each upstream connection to a pool that spawns a
-//! task to watch it, then wakes that task to get it back on the next
-//! request. For the small keep-alive requests that make up a page load that
-//! bookkeeping costs more than the proxying. The relay writes the request,
-//! reads the answer and writes it to the client through the same Pingora
-//! session, with idle connections kept in `pool` and no task per request.
+//! channels, builds and serializes a header map each way, and returns each
+//! upstream connection to a pool that spawns a task to watch it. For the
+//! small keep-alive requests that make up a page load that bookkeeping
+//! costs more than the proxying. The front door (`crate::front`) reads
+//! such a request itself and hands it here: `request` builds what the app
+//! gets, the relay sends it on a kept connection from `pool`, parses the
+//! answer's head (`head`) and writes head and body to the client
+//! (`client`), with no task and no header map per request.
 //!
-//! Everything else (bodies, upgrades, HTTP/2 and HTTP/1.0 clients) and any
-//! request whose connection cannot be made goes through Pingora's proxy as
-//! before, with its retry, wake and error pages. Once the request was
-//! written, the relay answers errors itself through the same pages.
+//! Everything else (bodies, upgrades, HTTP/2 and HTTP/1.0 clients, private
+//! previews without a valid cookie, sandboxes that sleep) and any request
+//! whose connection cannot be made goes through Pingora's proxy, with its
+//! retry, wake and error pages. Once the request was written, the relay's
+//! errors map to the same pages (`RelayError::page`).
 
 pub mod chunked;
+pub mod client;
 pub mod head;
 pub mod pool;
+pub mod request;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use bytes::{Buf, Bytes, BytesMut};
-use http::{Method, Version};
-use pingora::http::HeaderNameVariant;
-use pingora::proxy::Session;
+use bytes::{Buf, BytesMut};
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 // Pingora's timer wheel: registering a timeout costs less than Tokio's.
 use pingora::prelude::fast_timeout::fast_timeout;
-use pingora::{Error, ErrorType};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::metrics::Metrics;
+use crate::pages::Page;
+use client::Client;
 use head::{Framing, Head, HeadError};
 use pool::Pool;
+
+pub use request::Field;
 
 /// Bytes read from an app at a time while a body streams.
 const READ_CHUNK: usize = 64 * 1024;
@@ -49,16 +55,6 @@ const HEAD_CHUNK: usize = 16 * 1024;
 const SWEEP_EVERY: Duration = Duration::from_secs(5);
 /// The largest response head accepted.
 const MAX_HEAD: usize = 64 * 1024;
-/// Request fields that describe the client's connection, not the request.
-const HOP_BY_HOP: [&str; 7] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "upgrade",
-];
 
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
@@ -85,7 +81,7 @@ pub enum RelayError {
     #[error("the response head is larger than {MAX_HEAD} bytes")]
     HeadTooLarge,
     #[error("the client: {0}")]
-    Downstream(Box<Error>),
+    Downstream(std::io::Error),
 }
 
 impl RelayError {
@@ -96,34 +92,36 @@ impl RelayError {
         matches!(self, Self::Write(_) | Self::Closed | Self::Reset(_))
     }
 
-    /// The one mapping to Pingora's error types, which choose the page
-    /// (`Edge::fail_to_proxy`).
-    pub fn into_pingora(self) -> Box<Error> {
-        let etype = match &self {
-            Self::Downstream(_) => None,
-            Self::Connect(..) => Some(ErrorType::ConnectError),
-            Self::ConnectTimeout(_) => Some(ErrorType::ConnectTimedout),
-            Self::Write(_) => Some(ErrorType::WriteError),
-            Self::Timeout => Some(ErrorType::ReadTimedout),
-            Self::Closed | Self::Reset(_) | Self::Truncated => Some(ErrorType::ConnectionClosed),
-            Self::Read(_) => Some(ErrorType::ReadError),
-            Self::Head(_) | Self::HeadTooLarge | Self::Chunked(_) => {
-                Some(ErrorType::InvalidHTTPHeader)
-            }
-        };
-        match (self, etype) {
-            (Self::Downstream(e), _) => e.into_down(),
-            (other, etype) => {
-                Error::explain(etype.unwrap_or(ErrorType::InternalError), other.to_string())
-                    .into_up()
-            }
-        }
+    /// The page the client gets (the one mapping of these errors): the
+    /// same codes Pingora's path answers with (`Edge::fail_to_proxy`).
+    /// `None` when the client itself failed: nothing can be said to it.
+    pub fn page(&self, target: &str, upstream_timeout: Duration) -> Option<Page> {
+        Some(match self {
+            Self::Downstream(_) => return None,
+            Self::ConnectTimeout(_) => Page::new(
+                504,
+                "connect_timeout",
+                "The app is not answering",
+                format!("Connecting to {target} timed out."),
+            ),
+            Self::Timeout => Page::new(
+                504,
+                "upstream_timeout",
+                "The app is not answering",
+                format!(
+                    "{target} did not answer within {} s.",
+                    upstream_timeout.as_secs()
+                ),
+            ),
+            other => Page::new(
+                502,
+                "bad_gateway",
+                "The app failed",
+                format!("Proxying to {target} failed: {other}"),
+            ),
+        })
     }
 }
-
-/// A field the edge sets on a request for an app, replacing the client's;
-/// `None` removes it.
-pub type Field = (&'static str, Option<String>);
 
 pub enum Outcome {
     /// The app's answer was relayed to the client.
@@ -154,85 +152,18 @@ impl Relay {
         &self.pool
     }
 
-    /// Whether the relay can take the request: an HTTP/1.1 GET or HEAD with
-    /// no body and no upgrade.
-    pub fn takes(session: &Session) -> bool {
-        let req = session.req_header();
-        req.version == Version::HTTP_11
-            && (req.method == Method::GET || req.method == Method::HEAD)
-            && !session.is_http2()
-            && !session.is_upgrade_req()
-            && req
-                .headers
-                .get("content-length")
-                .is_none_or(|v| v.as_bytes() == b"0")
-            && !req.headers.contains_key("transfer-encoding")
-            && !req.headers.contains_key("expect")
+    pub fn read_timeout(&self) -> Duration {
+        self.read_timeout
     }
 
-    /// The request as the app gets it (for one the relay `takes`). The
-    /// client's fields are written as they came (their case kept), less the
-    /// hop-by-hop ones and those in `fields`, which the edge sets. `None`
-    /// for a request target with bytes no target may hold (RFC 9112 §3.2).
-    pub fn request(session: &Session, fields: &[Field]) -> Option<BytesMut> {
-        let req = session.req_header();
-        let path = req.raw_path();
-        if path.iter().any(|b| matches!(b, 0 | b'\r' | b'\n' | b' ')) {
-            return None;
-        }
-        // Fields the client's Connection names are hop-by-hop too.
-        let nominated: Vec<&str> = req
-            .headers
-            .get_all("connection")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .collect();
-        let mut out = BytesMut::with_capacity(1024);
-        out.extend_from_slice(req.method.as_str().as_bytes());
-        out.extend_from_slice(b" ");
-        out.extend_from_slice(path);
-        out.extend_from_slice(b" HTTP/1.1\r\n");
-        let mut line = |name: &[u8], value: &[u8]| {
-            out.extend_from_slice(name);
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(value);
-            out.extend_from_slice(b"\r\n");
-        };
-        req.map(|name, value| {
-            let name = match name {
-                HeaderNameVariant::Case(name) => name.as_slice(),
-                HeaderNameVariant::Titled(name) => name.as_bytes(),
-            };
-            let is = |other: &str| name.eq_ignore_ascii_case(other.as_bytes());
-            let dropped = HOP_BY_HOP.iter().any(|h| is(h))
-                || nominated.iter().any(|n| is(n))
-                || fields.iter().any(|(f, _)| is(f));
-            if !dropped {
-                line(name, value.as_bytes());
-            }
-            Ok(())
-        })
-        .ok()?;
-        for (name, value) in fields {
-            if let Some(value) = value {
-                line(name.as_bytes(), value.as_bytes());
-            }
-        }
-        out.extend_from_slice(b"\r\n");
-        Some(out)
-    }
-
-    /// Sends `request` to `addr` and relays the answer to the client.
-    pub async fn forward(
+    /// Sends `request` to `addr` and relays the answer to `client`.
+    pub async fn forward<W: AsyncWrite + Unpin + Send>(
         &self,
-        session: &mut Session,
+        client: &mut Client<'_, W>,
         addr: SocketAddr,
         request: &[u8],
+        head_request: bool,
     ) -> Result<Outcome, RelayError> {
-        let head_request = session.req_header().method == Method::HEAD;
         let started = Instant::now();
         let mut pooled = self.pool.take(addr);
         loop {
@@ -260,7 +191,7 @@ impl Relay {
                 Err(e) => return Err(e),
             };
             self.metrics.upstream_answered(started.elapsed());
-            if self.relay_body(session, &mut stream, buf, head).await? {
+            if self.relay_body(client, &mut stream, buf, head).await? {
                 self.pool.put(addr, stream);
             }
             return Ok(Outcome::Answered);
@@ -295,7 +226,7 @@ impl Relay {
             if !buf.is_empty() {
                 if let Some(head) = head::parse(buf, head_request)? {
                     buf.advance(head.len);
-                    if head.header.status.is_informational() {
+                    if (100..200).contains(&head.status) {
                         continue;
                     }
                     return Ok(head);
@@ -330,38 +261,30 @@ impl Relay {
 
     /// Writes the head and body to the client as they arrive. A body read
     /// together with the head leaves in the same write. `Ok(true)` when the
-    /// connection can serve another request.
-    async fn relay_body(
+    /// app's connection can serve another request.
+    async fn relay_body<W: AsyncWrite + Unpin + Send>(
         &self,
-        session: &mut Session,
+        client: &mut Client<'_, W>,
         stream: &mut TcpStream,
         mut buf: BytesMut,
         head: Head,
     ) -> Result<bool, RelayError> {
-        let Head {
-            header,
-            framing,
-            keep_alive,
-            ..
-        } = head;
-        let empty = framing == Framing::Empty;
-        session
-            .write_response_header(Box::new(header), empty)
-            .await
-            .map_err(RelayError::Downstream)?;
-        match framing {
+        client.head(&head);
+        match head.framing {
             Framing::Empty => {
-                send(session, None, true).await?;
+                send(client, &[], true).await?;
             }
             Framing::Length(mut left) => loop {
                 if !buf.is_empty() {
                     let take = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
                     left -= take as u64;
-                    send(session, Some(buf.split_to(take).freeze()), left == 0).await?;
+                    send(client, &buf[..take], left == 0).await?;
+                    buf.advance(take);
                 }
                 if left == 0 {
                     break;
                 }
+                buf.clear();
                 if self.read(stream, &mut buf, READ_CHUNK).await? == 0 {
                     return Err(RelayError::Truncated);
                 }
@@ -372,18 +295,16 @@ impl Relay {
                 loop {
                     decoder.decode(&mut buf, &mut out)?;
                     let data = match out.len() {
-                        0 => None,
-                        1 => out.pop(),
-                        _ => Some(
-                            out.drain(..)
-                                .fold(BytesMut::new(), |mut all, piece| {
-                                    all.extend_from_slice(&piece);
-                                    all
-                                })
-                                .freeze(),
-                        ),
+                        0 | 1 => out.pop().unwrap_or_default(),
+                        _ => out
+                            .drain(..)
+                            .fold(BytesMut::new(), |mut all, piece| {
+                                all.extend_from_slice(&piece);
+                                all
+                            })
+                            .freeze(),
                     };
-                    send(session, data, decoder.done()).await?;
+                    send(client, &data, decoder.done()).await?;
                     if decoder.done() {
                         break;
                     }
@@ -394,16 +315,17 @@ impl Relay {
             }
             Framing::UntilClose => loop {
                 if !buf.is_empty() {
-                    send(session, Some(buf.split().freeze()), false).await?;
+                    send(client, &buf, false).await?;
+                    buf.clear();
                 }
                 if self.read(stream, &mut buf, READ_CHUNK).await? == 0 {
-                    send(session, None, true).await?;
+                    send(client, &[], true).await?;
                     return Ok(false);
                 }
             },
         }
         // Bytes after the response: the app is confused; do not reuse.
-        Ok(keep_alive && buf.is_empty())
+        Ok(head.keep_alive && buf.is_empty())
     }
 }
 
@@ -427,9 +349,10 @@ impl BackgroundService for Sweeper {
     }
 }
 
-async fn send(session: &mut Session, data: Option<Bytes>, end: bool) -> Result<(), RelayError> {
-    session
-        .write_response_body(data, end)
-        .await
-        .map_err(RelayError::Downstream)
+async fn send<W: AsyncWrite + Unpin + Send>(
+    client: &mut Client<'_, W>,
+    data: &[u8],
+    end: bool,
+) -> Result<(), RelayError> {
+    client.body(data, end).await.map_err(RelayError::Downstream)
 }

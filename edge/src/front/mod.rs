@@ -1,0 +1,253 @@
+//! The front door: the edge's own connection loop in front of Pingora's.
+//!
+//! Every connection the proxy listeners accept lands here. A plain HTTP/1.1
+//! GET or HEAD for an app that runs (`request::read` says which, the
+//! proxy's `Edge::direct` says where) is served here: the relay sends it
+//! on a kept connection and writes the answer straight to the client, with
+//! no per-request session, header map or task. Every other request
+//! (bodies, upgrades, HTTP/1.0, pipelined ones, private previews without
+//! a valid cookie, wakes, pages, redirects), and every request whose app
+//! refused the connection, is handed to Pingora's proxy whole (its bytes
+//! as already read), which answers it exactly as before; the connection
+//! then comes back here for its next request. HTTP/2 (ALPN or cleartext
+//! prior knowledge) goes to Pingora for the connection's life.
+//!
+//! Idle connections wait at most `KEEPALIVE` for their next request and
+//! close when the edge shuts down; a request in flight is finished first.
+
+pub mod request;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::BytesMut;
+use pingora::apps::{HttpServerApp, ServerApp};
+use pingora::prelude::fast_timeout::fast_timeout;
+use pingora::protocols::http::ServerSession;
+use pingora::protocols::{ALPN, Stream};
+use pingora::proxy::HttpProxy;
+use pingora::server::ShutdownWatch;
+use tokio::io::AsyncReadExt;
+
+use crate::pages;
+use crate::proxy::{Asked, Edge, Proxy};
+use crate::relay::client::Client;
+use crate::relay::request::{self as upstream_request, Origin};
+use crate::relay::{Outcome, RelayError};
+use request::{MAX_FIELDS, MAX_HEAD, Plain, Verdict};
+
+/// How long an idle client connection waits for its next request.
+const KEEPALIVE: Duration = Duration::from_secs(60);
+/// Room for a request head (most fit in one read).
+const HEAD_ROOM: usize = 4 * 1024;
+/// The first bytes of a cleartext HTTP/2 connection (RFC 9113 §3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+pub struct FrontDoor {
+    edge: Arc<Edge>,
+    proxy: Arc<HttpProxy<Proxy>>,
+}
+
+/// How the front door's attempt at a request ended.
+enum Served {
+    /// Answered; the connection serves another request if `true`.
+    Answered(bool),
+    /// Pingora's proxy takes it.
+    Declined,
+}
+
+impl FrontDoor {
+    pub fn new(edge: Arc<Edge>, proxy: HttpProxy<Proxy>) -> Self {
+        Self {
+            edge,
+            proxy: Arc::new(proxy),
+        }
+    }
+
+    /// HTTP/1 requests on one connection, until it closes.
+    async fn serve(&self, mut stream: Stream, shutdown: &ShutdownWatch) {
+        let tls = stream.get_ssl_digest().is_some();
+        let client = stream
+            .get_socket_digest()
+            .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()));
+        let mut closing = shutdown.clone();
+        let mut buf = BytesMut::with_capacity(HEAD_ROOM);
+        loop {
+            if *closing.borrow_and_update() {
+                return;
+            }
+            // The next request's head.
+            let served = loop {
+                let read = tokio::select! {
+                    biased;
+                    read = fast_timeout(KEEPALIVE, stream.read_buf(&mut buf)) => read,
+                    // Idle when the edge shuts down: close. A request
+                    // begun is read and answered.
+                    _ = closing.changed(), if buf.is_empty() => return,
+                };
+                match read {
+                    Ok(Ok(n)) if n > 0 => {}
+                    // Timed out, closed by the client, or failed.
+                    _ => return,
+                }
+                let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
+                match request::read(&buf, &mut fields) {
+                    Verdict::Partial if buf.len() < MAX_HEAD => {
+                        buf.reserve(HEAD_ROOM);
+                        continue;
+                    }
+                    Verdict::Plain(req) => {
+                        let closing_now = *closing.borrow();
+                        break self
+                            .direct(&mut stream, &req, tls, client, closing_now)
+                            .await;
+                    }
+                    Verdict::Partial | Verdict::Pingora => break Served::Declined,
+                }
+            };
+            match served {
+                Served::Answered(true) => buf.clear(),
+                Served::Answered(false) => return,
+                Served::Declined => {
+                    let prefix = std::mem::replace(&mut buf, BytesMut::with_capacity(HEAD_ROOM));
+                    match self.to_pingora(stream, prefix, shutdown).await {
+                        Some(kept) => stream = kept,
+                        None => return,
+                    }
+                }
+            }
+        }
+    }
+
+    /// One request through Pingora's proxy, its bytes read so far in
+    /// `prefix`: the connection, if it can serve another request.
+    async fn to_pingora(
+        &self,
+        stream: Stream,
+        prefix: BytesMut,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        let mut session = ServerSession::new_http1(stream);
+        session.set_keepalive((!*shutdown.borrow()).then_some(KEEPALIVE.as_secs()));
+        session.set_pipelined_prefix(prefix);
+        let reused = self.proxy.process_new_http(session, shutdown).await?;
+        // Pipelining is off in Pingora's sessions: a reusable connection
+        // holds no bytes of a next request.
+        let (stream, _settings) = reused.consume();
+        Some(stream)
+    }
+
+    /// Serves a plain request, or declines it (nothing was written).
+    async fn direct(
+        &self,
+        stream: &mut Stream,
+        req: &Plain<'_, '_>,
+        tls: bool,
+        client: Option<IpAddr>,
+        closing: bool,
+    ) -> Served {
+        let edge = &self.edge;
+        let started = Instant::now();
+        let cookies: Vec<&str> = req.values("cookie").collect();
+        let asked = Asked {
+            host: &req.host,
+            path: req.path,
+            query: req.query,
+            method: req.method,
+            tls,
+            cookies: &cookies,
+        };
+        let Some(direct) = edge.direct(&asked).await else {
+            return Served::Declined;
+        };
+        // An open request is activity; berth's credentials never reach an
+        // app (a preview host's cookie loses `berth_preview`).
+        let _open = direct.sandbox.as_deref().map(|id| edge.activity.open(id));
+        let set = upstream_request::forwarded(&Origin {
+            client,
+            forwarded_for: req.values("x-forwarded-for").next(),
+            tls,
+            host: &req.host,
+            cookies: direct.sandbox.is_some().then(|| cookies.clone()),
+        });
+        let request = upstream_request::build(req.method, req.target, req.fields, &set);
+        let close = req.close || closing;
+        let mut answer = Client::new(stream, close);
+        let result = edge
+            .relay
+            .forward(&mut answer, direct.addr, &request, req.head_request)
+            .await;
+        let keep = match result {
+            Ok(Outcome::Answered) => !close,
+            Ok(Outcome::NotConnected) => return Served::Declined,
+            Err(e) => {
+                let target = match &direct.sandbox {
+                    Some(id) => format!("sandbox `{id}` (port {})", direct.addr.port()),
+                    None => direct.addr.to_string(),
+                };
+                match &e {
+                    RelayError::Downstream(_) => {
+                        tracing::debug!(host = %req.host, error = %e, "the client went away")
+                    }
+                    _ => {
+                        tracing::warn!(host = %req.host, error = %e, "proxying to {target} failed")
+                    }
+                }
+                // Once the app's answer began, nothing more can be said.
+                if answer.status().is_none() {
+                    if let Some(page) = e.page(&target, edge.relay.read_timeout()) {
+                        let html = pages::wants_html(req.values("accept").next());
+                        if let Ok((header, body)) = pages::render(&page, html) {
+                            let _ = answer.page(&header, &body).await;
+                        }
+                    }
+                }
+                false
+            }
+        };
+        let status = answer.status().unwrap_or(0);
+        edge.metrics.request_done(status);
+        tracing::debug!(
+            host = %req.host,
+            path = %req.path,
+            status,
+            ms = started.elapsed().as_millis() as u64,
+            "request"
+        );
+        Served::Answered(keep)
+    }
+}
+
+#[async_trait]
+impl ServerApp for FrontDoor {
+    async fn process_new(
+        self: &Arc<Self>,
+        mut stream: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        let h1 = matches!(stream.selected_alpn_proto(), None | Some(ALPN::H1));
+        if !self.edge.settings.relay || !h1 {
+            return ServerApp::process_new(&self.proxy, stream, shutdown).await;
+        }
+        if self.edge.settings.h2c && stream.get_ssl_digest().is_none() {
+            let mut preface = [0u8; H2_PREFACE.len()];
+            // Waits for the client's first bytes; `false` where peeking is
+            // not supported.
+            match stream.try_peek(&mut preface).await {
+                Ok(true) if preface == H2_PREFACE => {
+                    return ServerApp::process_new(&self.proxy, stream, shutdown).await;
+                }
+                Ok(_) => {}
+                Err(_) => return None,
+            }
+        }
+        self.serve(stream, shutdown).await;
+        None
+    }
+
+    async fn cleanup(&self) {
+        self.proxy.http_cleanup().await;
+    }
+}
