@@ -15,7 +15,7 @@ use berth_edge::activity::{Activity, Reporter};
 use berth_edge::config::{Config, Settings, TlsSettings};
 use berth_edge::control::Control;
 use berth_edge::docker::Docker;
-use berth_edge::front::FrontDoor;
+use berth_edge::front::{CLIENT_WRITE_BUFFER, FrontDoor};
 use berth_edge::metrics::{Admin, Metrics};
 use berth_edge::preview_auth::PreviewAuth;
 use berth_edge::proxy::{Edge, Proxy, RateLimit};
@@ -32,14 +32,6 @@ use berth_edge::wake::Waker;
 /// and each 2 MiB page then counts whole (10 MiB of an idle edge's 29).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// Pingora buffers writes to a client in 1460 bytes (one MSS) by default, so
-/// a response header and a small body that do not fit in that together leave
-/// in two writes: two TCP segments, two wake-ups of the client. With 16 KiB
-/// (one TLS record) they leave in one. Latency does not suffer: Pingora
-/// flushes at the end of every response, after every chunk of a chunked or
-/// close-delimited one and on every WebSocket frame.
-const CLIENT_WRITE_BUFFER: usize = 16 * 1024;
 
 /// Look-ups of sandboxes the route table does not know (control is asked):
 /// a scan of random preview hosts costs control at most this many calls.

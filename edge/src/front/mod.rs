@@ -15,6 +15,7 @@
 //! Idle connections wait at most `KEEPALIVE` for their next request and
 //! close when the edge shuts down; a request in flight is finished first.
 
+pub mod local;
 pub mod request;
 
 use std::net::IpAddr;
@@ -26,6 +27,7 @@ use bytes::BytesMut;
 use pingora::apps::{HttpServerApp, ServerApp};
 use pingora::prelude::fast_timeout::fast_timeout;
 use pingora::protocols::http::ServerSession;
+use pingora::protocols::l4::stream::Stream as L4Stream;
 use pingora::protocols::{ALPN, Stream};
 use pingora::proxy::HttpProxy;
 use pingora::server::ShutdownWatch;
@@ -36,8 +38,17 @@ use crate::proxy::{Asked, Edge, Proxy};
 use crate::relay::client::Client;
 use crate::relay::request::{self as upstream_request, Origin};
 use crate::relay::{Outcome, RelayError};
+use local::Local;
 use request::{MAX_FIELDS, MAX_HEAD, Plain, Verdict};
 
+/// Pingora buffers writes to a client in 1460 bytes (one MSS) by default, so
+/// a response header and a small body that do not fit in that together leave
+/// in two writes: two TCP segments, two wake-ups of the client. With 16 KiB
+/// (one TLS record) they leave in one. Latency does not suffer: Pingora
+/// flushes at the end of every response, after every chunk of a chunked or
+/// close-delimited one and on every WebSocket frame; the relay's writer
+/// flushes after every piece.
+pub const CLIENT_WRITE_BUFFER: usize = 16 * 1024;
 /// How long an idle client connection waits for its next request.
 const KEEPALIVE: Duration = Duration::from_secs(60);
 /// Room for a request head (most fit in one read).
@@ -66,45 +77,46 @@ impl FrontDoor {
         }
     }
 
-    /// HTTP/1 requests on one connection, until it closes.
-    async fn serve(&self, mut stream: Stream, shutdown: &ShutdownWatch) {
+    /// HTTP/1 requests on one connection, until it closes; `buf` holds
+    /// the bytes already read from it.
+    async fn serve(&self, mut stream: Stream, mut buf: BytesMut, shutdown: &ShutdownWatch) {
         let tls = stream.get_ssl_digest().is_some();
         let client = stream
             .get_socket_digest()
             .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()));
         let mut closing = shutdown.clone();
-        let mut buf = BytesMut::with_capacity(HEAD_ROOM);
         loop {
-            if *closing.borrow_and_update() {
+            if buf.is_empty() && *closing.borrow_and_update() {
                 return;
             }
             // The next request's head.
             let served = loop {
+                if !buf.is_empty() {
+                    let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
+                    match request::read(&buf, &mut fields) {
+                        Verdict::Partial if buf.len() < MAX_HEAD => {}
+                        Verdict::Plain(req) => {
+                            let closing_now = *closing.borrow();
+                            break self
+                                .direct(&mut stream, &req, tls, client, closing_now)
+                                .await;
+                        }
+                        Verdict::Partial | Verdict::Pingora => break Served::Declined,
+                    }
+                }
+                let idle = buf.is_empty();
+                buf.reserve(HEAD_ROOM);
                 let read = tokio::select! {
                     biased;
                     read = fast_timeout(KEEPALIVE, stream.read_buf(&mut buf)) => read,
                     // Idle when the edge shuts down: close. A request
                     // begun is read and answered.
-                    _ = closing.changed(), if buf.is_empty() => return,
+                    _ = closing.changed(), if idle => return,
                 };
                 match read {
                     Ok(Ok(n)) if n > 0 => {}
                     // Timed out, closed by the client, or failed.
                     _ => return,
-                }
-                let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
-                match request::read(&buf, &mut fields) {
-                    Verdict::Partial if buf.len() < MAX_HEAD => {
-                        buf.reserve(HEAD_ROOM);
-                        continue;
-                    }
-                    Verdict::Plain(req) => {
-                        let closing_now = *closing.borrow();
-                        break self
-                            .direct(&mut stream, &req, tls, client, closing_now)
-                            .await;
-                    }
-                    Verdict::Partial | Verdict::Pingora => break Served::Declined,
                 }
             };
             match served {
@@ -231,19 +243,33 @@ impl ServerApp for FrontDoor {
         if !self.edge.settings.relay || !h1 {
             return ServerApp::process_new(&self.proxy, stream, shutdown).await;
         }
+        let mut first = BytesMut::with_capacity(HEAD_ROOM);
         if self.edge.settings.h2c && stream.get_ssl_digest().is_none() {
-            let mut preface = [0u8; H2_PREFACE.len()];
-            // Waits for the client's first bytes; `false` where peeking is
-            // not supported.
-            match stream.try_peek(&mut preface).await {
-                Ok(true) if preface == H2_PREFACE => {
-                    return ServerApp::process_new(&self.proxy, stream, shutdown).await;
+            // Cleartext HTTP/2 starts with its preface: read until the
+            // first bytes tell, and give them back to Pingora if they are.
+            loop {
+                match fast_timeout(KEEPALIVE, stream.read_buf(&mut first)).await {
+                    Ok(Ok(n)) if n > 0 => {}
+                    _ => return None,
                 }
-                Ok(_) => {}
-                Err(_) => return None,
+                let seen = first.len().min(H2_PREFACE.len());
+                if first[..seen] != H2_PREFACE[..seen] {
+                    break;
+                }
+                if seen == H2_PREFACE.len() {
+                    if !stream.as_any().is::<L4Stream>() {
+                        return None;
+                    }
+                    let Ok(mut l4) = stream.into_any().downcast::<L4Stream>() else {
+                        return None;
+                    };
+                    l4.rewind(&first);
+                    return ServerApp::process_new(&self.proxy, l4, shutdown).await;
+                }
             }
         }
-        self.serve(stream, shutdown).await;
+        self.serve(Local::adopt(stream, CLIENT_WRITE_BUFFER), first, shutdown)
+            .await;
         None
     }
 
