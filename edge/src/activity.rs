@@ -3,7 +3,7 @@
 //! connection still open (a WebSocket for hot reload keeps a sandbox awake
 //! for as long as it stays open).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -19,10 +19,27 @@ fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
+/// No clock is read per request: a sandbox that served requests since the
+/// last report, or holds a connection open, is reported active at the time
+/// of the report (later than the request by at most one interval, which
+/// only keeps it awake that much longer).
 #[derive(Default)]
 struct State {
-    seen: HashMap<String, i64>,
+    /// Sandboxes that opened or closed a connection since the last report.
+    touched: HashSet<String>,
     open: HashMap<String, usize>,
+    /// A report that failed, to send again.
+    unsent: HashMap<String, i64>,
+}
+
+impl State {
+    /// Adds `id`, allocating its key only when it is not there yet: every
+    /// proxied request passes here twice.
+    fn touch(&mut self, id: &str) {
+        if !self.touched.contains(id) {
+            self.touched.insert(id.to_string());
+        }
+    }
 }
 
 #[derive(Clone, Default)]
@@ -36,11 +53,17 @@ pub struct Open {
     id: String,
 }
 
+impl Open {
+    /// The sandbox.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+}
+
 impl Drop for Open {
     fn drop(&mut self) {
-        let now = now_ms();
         let mut state = self.activity.lock();
-        mark(&mut state.seen, &self.id, now);
+        state.touch(&self.id);
         if let Some(n) = state.open.get_mut(&self.id) {
             *n -= 1;
             if *n == 0 {
@@ -50,38 +73,27 @@ impl Drop for Open {
     }
 }
 
-/// Records `at` for `id`, allocating its key only the first time: every
-/// proxied request passes here twice.
-fn mark(seen: &mut HashMap<String, i64>, id: &str, at: i64) {
-    match seen.get_mut(id) {
-        Some(slot) => *slot = at,
-        None => {
-            seen.insert(id.to_string(), at);
-        }
-    }
-}
-
 impl Activity {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Counts a connection as open until the guard is dropped.
-    pub fn open(&self, id: &str) -> Open {
-        let now = now_ms();
+    /// Counts a connection to sandbox `id` as open until the guard is
+    /// dropped.
+    pub fn open(&self, id: String) -> Open {
         {
             let mut state = self.lock();
-            mark(&mut state.seen, id, now);
-            match state.open.get_mut(id) {
+            state.touch(&id);
+            match state.open.get_mut(&id) {
                 Some(n) => *n += 1,
                 None => {
-                    state.open.insert(id.to_string(), 1);
+                    state.open.insert(id.clone(), 1);
                 }
             }
         }
         Open {
             activity: self.clone(),
-            id: id.to_string(),
+            id,
         }
     }
 
@@ -90,11 +102,15 @@ impl Activity {
         self.lock().open.contains_key(id)
     }
 
-    /// What to report now; open connections count as activity now.
+    /// What to report now: sandboxes touched since the last report and
+    /// those with a connection open, active now.
     fn take_batch(&self) -> HashMap<String, i64> {
-        let mut state = self.lock();
-        let mut batch = std::mem::take(&mut state.seen);
         let now = now_ms();
+        let mut state = self.lock();
+        let mut batch = std::mem::take(&mut state.unsent);
+        for id in std::mem::take(&mut state.touched) {
+            batch.insert(id, now);
+        }
         for id in state.open.keys() {
             batch.insert(id.clone(), now);
         }
@@ -104,7 +120,7 @@ impl Activity {
     fn put_back(&self, batch: HashMap<String, i64>) {
         let mut state = self.lock();
         for (id, at) in batch {
-            let slot = state.seen.entry(id).or_insert(at);
+            let slot = state.unsent.entry(id).or_insert(at);
             *slot = (*slot).max(at);
         }
     }
@@ -153,13 +169,21 @@ mod tests {
     #[test]
     fn open_connections_are_reported_until_closed() {
         let a = Activity::default();
-        let guard = a.open("x");
+        let guard = a.open("x".to_string());
         assert!(a.take_batch().contains_key("x"));
         assert!(a.take_batch().contains_key("x"), "still open");
         assert!(a.is_open("x") && !a.is_open("y"));
         drop(guard);
         assert!(!a.is_open("x"));
         assert!(a.take_batch().contains_key("x"), "the close is activity");
+        assert!(a.take_batch().is_empty());
+
+        // A report that failed is sent again, with its times.
+        drop(a.open("y".to_string()));
+        let batch = a.take_batch();
+        let at = batch["y"];
+        a.put_back(batch);
+        assert_eq!(a.take_batch().get("y"), Some(&at));
         assert!(a.take_batch().is_empty());
     }
 }

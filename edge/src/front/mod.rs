@@ -15,6 +15,7 @@
 //! Idle connections wait at most `KEEPALIVE` for their next request and
 //! close when the edge shuts down; a request in flight is finished first.
 
+pub mod closing;
 pub mod local;
 pub mod request;
 
@@ -25,7 +26,6 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use bytes::BytesMut;
 use pingora::apps::{HttpServerApp, ServerApp};
-use pingora::prelude::fast_timeout::fast_timeout;
 use pingora::protocols::http::ServerSession;
 use pingora::protocols::l4::stream::Stream as L4Stream;
 use pingora::protocols::{ALPN, Stream};
@@ -33,13 +33,15 @@ use pingora::proxy::HttpProxy;
 use pingora::server::ShutdownWatch;
 use tokio::io::AsyncReadExt;
 
+use crate::activity::Open;
 use crate::pages;
 use crate::proxy::{Asked, Edge, Proxy};
 use crate::relay::client::Client;
 use crate::relay::request::{self as upstream_request, Origin};
 use crate::relay::{Outcome, RelayError};
+use closing::Closing;
 use local::Local;
-use request::{MAX_FIELDS, MAX_HEAD, Plain, Verdict};
+use request::{MAX_HEAD, Plain, Verdict};
 
 /// Pingora buffers writes to a client in 1460 bytes (one MSS) by default, so
 /// a response header and a small body that do not fit in that together leave
@@ -49,8 +51,11 @@ use request::{MAX_FIELDS, MAX_HEAD, Plain, Verdict};
 /// close-delimited one and on every WebSocket frame; the relay's writer
 /// flushes after every piece.
 pub const CLIENT_WRITE_BUFFER: usize = 16 * 1024;
-/// How long an idle client connection waits for its next request.
-const KEEPALIVE: Duration = Duration::from_secs(60);
+/// How long an idle client connection waits for its next request, at
+/// least; at most twice that. One timer per connection checks every
+/// `KEEPALIVE` whether a request was served meanwhile: no timer is armed,
+/// and no clock read, per request.
+const KEEPALIVE: Duration = Duration::from_secs(30);
 /// Room for a request head (most fit in one read).
 const HEAD_ROOM: usize = 4 * 1024;
 /// The first bytes of a cleartext HTTP/2 connection (RFC 9113 §3.4).
@@ -59,6 +64,7 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 pub struct FrontDoor {
     edge: Arc<Edge>,
     proxy: Arc<HttpProxy<Proxy>>,
+    closing: Closing,
 }
 
 /// How the front door's attempt at a request ended.
@@ -74,6 +80,7 @@ impl FrontDoor {
         Self {
             edge,
             proxy: Arc::new(proxy),
+            closing: Closing::default(),
         }
     }
 
@@ -84,42 +91,54 @@ impl FrontDoor {
         let client = stream
             .get_socket_digest()
             .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()));
-        let mut closing = shutdown.clone();
+        let watch = self.closing.watch();
+        let idle = tokio::time::sleep(KEEPALIVE);
+        tokio::pin!(idle);
+        let mut served = false;
         loop {
-            if buf.is_empty() && *closing.borrow_and_update() {
+            if buf.is_empty() && self.closing.is_closed() {
                 return;
             }
             // The next request's head.
-            let served = loop {
+            let outcome = loop {
                 if !buf.is_empty() {
-                    let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
+                    let mut fields = request::fields();
                     match request::read(&buf, &mut fields) {
                         Verdict::Partial if buf.len() < MAX_HEAD => {}
                         Verdict::Plain(req) => {
-                            let closing_now = *closing.borrow();
-                            break self
-                                .direct(&mut stream, &req, tls, client, closing_now)
-                                .await;
+                            let closing = self.closing.is_closed();
+                            break self.direct(&mut stream, &req, tls, client, closing).await;
                         }
                         Verdict::Partial | Verdict::Pingora => break Served::Declined,
                     }
                 }
-                let idle = buf.is_empty();
+                let waiting = buf.is_empty();
                 buf.reserve(HEAD_ROOM);
                 let read = tokio::select! {
                     biased;
-                    read = fast_timeout(KEEPALIVE, stream.read_buf(&mut buf)) => read,
+                    read = stream.read_buf(&mut buf) => read,
                     // Idle when the edge shuts down: close. A request
                     // begun is read and answered.
-                    _ = closing.changed(), if idle => return,
+                    _ = watch.closed(), if waiting => return,
+                    _ = &mut idle => {
+                        if !served {
+                            // No request for a whole period, or a head
+                            // that did not arrive in one: close.
+                            return;
+                        }
+                        served = false;
+                        idle.as_mut().reset(tokio::time::Instant::now() + KEEPALIVE);
+                        continue;
+                    }
                 };
                 match read {
-                    Ok(Ok(n)) if n > 0 => {}
-                    // Timed out, closed by the client, or failed.
+                    Ok(n) if n > 0 => {}
+                    // Closed by the client, or failed.
                     _ => return,
                 }
             };
-            match served {
+            served = true;
+            match outcome {
                 Served::Answered(true) => buf.clear(),
                 Served::Answered(false) => return,
                 Served::Declined => {
@@ -161,7 +180,7 @@ impl FrontDoor {
         closing: bool,
     ) -> Served {
         let edge = &self.edge;
-        let started = Instant::now();
+        let started = tracing::enabled!(tracing::Level::DEBUG).then(Instant::now);
         let cookies: Vec<&str> = req.values("cookie").collect();
         let asked = Asked {
             host: &req.host,
@@ -176,28 +195,30 @@ impl FrontDoor {
         };
         // An open request is activity; berth's credentials never reach an
         // app (a preview host's cookie loses `berth_preview`).
-        let _open = direct.sandbox.as_deref().map(|id| edge.activity.open(id));
+        let addr = direct.addr;
+        let open = direct.sandbox.map(|id| edge.activity.open(id));
+        let sandbox = open.as_ref().map(Open::id);
         let set = upstream_request::forwarded(&Origin {
             client,
             forwarded_for: req.values("x-forwarded-for").next(),
             tls,
             host: &req.host,
-            cookies: direct.sandbox.is_some().then(|| cookies.clone()),
+            cookies: sandbox.is_some().then(|| cookies.clone()),
         });
         let request = upstream_request::build(req.method, req.target, req.fields, &set);
         let close = req.close || closing;
         let mut answer = Client::new(stream, close);
         let result = edge
             .relay
-            .forward(&mut answer, direct.addr, &request, req.head_request)
+            .forward(&mut answer, addr, &request, req.head_request)
             .await;
         let keep = match result {
             Ok(Outcome::Answered) => !close,
             Ok(Outcome::NotConnected) => return Served::Declined,
             Err(e) => {
-                let target = match &direct.sandbox {
-                    Some(id) => format!("sandbox `{id}` (port {})", direct.addr.port()),
-                    None => direct.addr.to_string(),
+                let target = match sandbox {
+                    Some(id) => format!("sandbox `{id}` (port {})", addr.port()),
+                    None => addr.to_string(),
                 };
                 match &e {
                     RelayError::Downstream(_) => {
@@ -225,7 +246,7 @@ impl FrontDoor {
             host = %req.host,
             path = %req.path,
             status,
-            ms = started.elapsed().as_millis() as u64,
+            ms = started.map_or(0, |s| s.elapsed().as_millis() as u64),
             "request"
         );
         Served::Answered(keep)
@@ -248,7 +269,7 @@ impl ServerApp for FrontDoor {
             // Cleartext HTTP/2 starts with its preface: read until the
             // first bytes tell, and give them back to Pingora if they are.
             loop {
-                match fast_timeout(KEEPALIVE, stream.read_buf(&mut first)).await {
+                match tokio::time::timeout(KEEPALIVE, stream.read_buf(&mut first)).await {
                     Ok(Ok(n)) if n > 0 => {}
                     _ => return None,
                 }
@@ -273,7 +294,9 @@ impl ServerApp for FrontDoor {
         None
     }
 
+    /// The listeners stopped: idle connections close, Pingora's too.
     async fn cleanup(&self) {
+        self.closing.close();
         self.proxy.http_cleanup().await;
     }
 }

@@ -2,6 +2,8 @@
 //! serve it itself (a plain HTTP/1.1 GET or HEAD, whole, alone, with no
 //! body and no upgrade) or Pingora's proxy takes it.
 
+use std::mem::MaybeUninit;
+
 use crate::host;
 
 /// Most fields a request the front door serves may carry; one with more
@@ -9,6 +11,14 @@ use crate::host;
 pub const MAX_FIELDS: usize = 64;
 /// A head not complete within this many bytes goes to Pingora.
 pub const MAX_HEAD: usize = 16 * 1024;
+
+/// Room for a request's fields, not zeroed before parsing.
+pub type Fields<'b> = [MaybeUninit<httparse::Header<'b>>; MAX_FIELDS];
+
+/// Empty room for a request's fields.
+pub fn fields<'b>() -> Fields<'b> {
+    [const { MaybeUninit::uninit() }; MAX_FIELDS]
+}
 
 /// A request the front door serves itself.
 pub struct Plain<'h, 'b> {
@@ -45,12 +55,9 @@ pub enum Verdict<'h, 'b> {
 }
 
 /// Reads the head at the start of `buf`, which must hold nothing more.
-pub fn read<'h, 'b>(
-    buf: &'b [u8],
-    fields: &'h mut [httparse::Header<'b>; MAX_FIELDS],
-) -> Verdict<'h, 'b> {
-    let mut req = httparse::Request::new(fields);
-    let len = match req.parse(buf) {
+pub fn read<'h, 'b>(buf: &'b [u8], fields: &'h mut Fields<'b>) -> Verdict<'h, 'b> {
+    let mut req = httparse::Request::new(&mut []);
+    let len = match req.parse_with_uninit_headers(buf, fields) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => return Verdict::Partial,
         Err(_) => return Verdict::Pingora,
@@ -125,7 +132,7 @@ mod tests {
     use super::*;
 
     fn verdict(raw: &str) -> &'static str {
-        let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
+        let mut fields = fields();
         match read(raw.as_bytes(), &mut fields) {
             Verdict::Partial => "partial",
             Verdict::Plain(_) => "plain",
@@ -137,7 +144,7 @@ mod tests {
     fn a_plain_get_is_served_with_its_parts() {
         let raw = b"GET /a/b?x=1&y HTTP/1.1\r\nHost: S-X-3000.Preview.Localhost:8080\r\n\
                     Cookie: a=1\r\nConnection: keep-alive, Close\r\nCookie: b=2\r\n\r\n";
-        let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
+        let mut fields = fields();
         let Verdict::Plain(req) = read(raw, &mut fields) else {
             panic!("not plain");
         };

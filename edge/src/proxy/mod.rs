@@ -238,7 +238,7 @@ impl ProxyHttp for Proxy {
         for (name, value) in Edge::forwarded(session, ctx) {
             upstream.remove_header(name);
             if let Some(value) = value {
-                upstream.insert_header(name, value)?;
+                upstream.insert_header(name, value.into_owned())?;
             }
         }
         Ok(())

@@ -65,7 +65,7 @@ impl Edge {
         // berth's credentials never reach an app, public or private.
         ctx.strip_cookie = true;
         Self::strip_query_token(session)?;
-        ctx._open = Some(self.activity.open(&id));
+        ctx._open = Some(self.activity.open(id.clone()));
         ctx.sandbox = Some(id.clone());
         ctx.port = port;
         ctx.html = session.req_header().method == http::Method::GET

@@ -17,7 +17,7 @@ use crate::wake;
 impl Edge {
     /// The fields the edge sets on a request for an app (see
     /// `relay::request::forwarded`).
-    pub(super) fn forwarded(session: &Session, ctx: &Ctx) -> Vec<Field> {
+    pub(super) fn forwarded<'a>(session: &'a Session, ctx: &'a Ctx) -> Vec<Field<'a>> {
         let req = session.req_header();
         let cookies = ctx.strip_cookie.then(|| {
             req.headers

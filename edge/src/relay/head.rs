@@ -1,6 +1,8 @@
 //! An app's response head: parsed with httparse, rendered as the head the
 //! client gets (hop-by-hop fields dropped) with the framing of its body.
 
+use std::mem::MaybeUninit;
+
 use bytes::BytesMut;
 
 /// Most header fields an app's response may carry.
@@ -71,9 +73,15 @@ pub enum HeadError {
 /// complete. Informational (1xx) heads are returned too; the caller skips
 /// them. `head_request`: the request was HEAD, so no body follows.
 pub fn parse(buf: &[u8], head_request: bool) -> Result<Option<Head>, HeadError> {
-    let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
-    let mut response = httparse::Response::new(&mut fields);
-    let len = match response.parse(buf) {
+    // Not zeroed first: 4 KiB of stores per answer showed in the profile.
+    let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_FIELDS];
+    let mut response = httparse::Response::new(&mut []);
+    let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut response,
+        buf,
+        &mut fields,
+    );
+    let len = match parsed {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(e) => return Err(HeadError::Syntax(e.to_string())),

@@ -8,19 +8,24 @@
 //! or sent bytes nobody asked for), and drops it then. A connection that
 //! died unseen is caught by the relay, which retries on a fresh one. Expired
 //! connections are swept by `sweep`, which the edge runs every few seconds.
+//! Idle time is counted in sweeps, not read off the clock: taking and
+//! keeping a connection reads no clock (an idle timeout of 60 s closes a
+//! connection after 55–60 s with sweeps every 5).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::thread::{self, ThreadId};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::net::TcpStream;
 
 struct Idle {
     stream: TcpStream,
-    since: Instant,
+    /// The sweep during which it was kept.
+    since: u64,
 }
 
 type Key = (SocketAddr, ThreadId);
@@ -28,16 +33,26 @@ type Key = (SocketAddr, ThreadId);
 pub struct Pool {
     idle: Mutex<HashMap<Key, Vec<Idle>>>,
     per_upstream: usize,
-    idle_timeout: Duration,
+    /// Sweeps a connection may stay idle through.
+    idle_sweeps: u64,
+    /// Sweeps so far.
+    sweeps: AtomicU64,
 }
 
 impl Pool {
-    pub fn new(per_upstream: usize, idle_timeout: Duration) -> Self {
+    /// `sweep_every`: how often `sweep` is called.
+    pub fn new(per_upstream: usize, idle_timeout: Duration, sweep_every: Duration) -> Self {
+        let idle_sweeps = idle_timeout.as_millis() / sweep_every.as_millis().max(1);
         Self {
             idle: Mutex::new(HashMap::new()),
             per_upstream,
-            idle_timeout,
+            idle_sweeps: u64::try_from(idle_sweeps).unwrap_or(u64::MAX).max(1),
+            sweeps: AtomicU64::new(0),
         }
+    }
+
+    fn fresh(&self, idle: &Idle, now: u64) -> bool {
+        now.saturating_sub(idle.since) < self.idle_sweeps
     }
 
     /// The most recently used live connection to `addr` kept by this
@@ -46,8 +61,9 @@ impl Pool {
         let key = (addr, thread::current().id());
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         let list = idle.get_mut(&key)?;
+        let now = self.sweeps.load(Ordering::Relaxed);
         while let Some(conn) = list.pop() {
-            if conn.since.elapsed() < self.idle_timeout && quiet(&conn.stream) {
+            if self.fresh(&conn, now) && quiet(&conn.stream) {
                 return Some(conn.stream);
             }
         }
@@ -62,7 +78,7 @@ impl Pool {
         if list.len() < self.per_upstream {
             list.push(Idle {
                 stream,
-                since: Instant::now(),
+                since: self.sweeps.load(Ordering::Relaxed),
             });
         }
     }
@@ -70,9 +86,10 @@ impl Pool {
     /// Closes connections idle for longer than the timeout, or closed by
     /// their app.
     pub fn sweep(&self) {
+        let now = self.sweeps.fetch_add(1, Ordering::Relaxed) + 1;
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         idle.retain(|_, list| {
-            list.retain(|c| c.since.elapsed() < self.idle_timeout && quiet(&c.stream));
+            list.retain(|c| self.fresh(c, now) && quiet(&c.stream));
             !list.is_empty()
         });
     }
@@ -121,7 +138,7 @@ mod tests {
     async fn a_connection_closed_by_its_app_is_not_handed_out() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let pool = Pool::new(8, Duration::from_secs(60));
+        let pool = Pool::new(8, Duration::from_secs(60), Duration::from_secs(5));
 
         let (alive, _alive_server) = pair(&listener).await;
         let (closed, closed_server) = pair(&listener).await;
@@ -150,7 +167,7 @@ mod tests {
     async fn expired_connections_are_swept_and_the_pool_is_bounded() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let pool = Pool::new(2, Duration::from_millis(100));
+        let pool = Pool::new(2, Duration::from_secs(10), Duration::from_secs(5));
         let mut servers = Vec::new();
         for _ in 0..3 {
             let (c, s) = pair(&listener).await;
@@ -158,8 +175,9 @@ mod tests {
             pool.put(addr, c);
         }
         assert_eq!(pool.len(), 2, "a third idle connection is closed, not kept");
-        tokio::time::sleep(Duration::from_millis(150)).await;
         pool.sweep();
-        assert!(pool.is_empty());
+        assert_eq!(pool.len(), 2, "idle through one sweep of two");
+        pool.sweep();
+        assert!(pool.is_empty(), "idle through two sweeps: 10 s");
     }
 }

@@ -2,6 +2,7 @@
 //! case, in their order), less the fields that belong to the client's
 //! connection and those the edge sets itself.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 use bytes::BytesMut;
@@ -21,7 +22,7 @@ const HOP_BY_HOP: [&str; 7] = [
 
 /// A field the edge sets on a request for an app, replacing the client's;
 /// `None` removes it.
-pub type Field = (&'static str, Option<String>);
+pub type Field<'a> = (&'static str, Option<Cow<'a, str>>);
 
 /// Where a request came from, for the fields the edge sets on it.
 pub struct Origin<'a> {
@@ -41,27 +42,30 @@ pub struct Origin<'a> {
 /// client's (`None` removes it): X-Forwarded-*, X-Real-IP, and the cookie
 /// without the preview cookie. Pingora's path and the relay's use this one
 /// list.
-pub fn forwarded(origin: &Origin<'_>) -> Vec<Field> {
+pub fn forwarded<'a>(origin: &Origin<'a>) -> Vec<Field<'a>> {
     let mut fields = Vec::with_capacity(5);
     if let Some(client) = origin.client.map(|ip| ip.to_string()) {
         let chain = match origin.forwarded_for {
             Some(prior) => format!("{prior}, {client}"),
             None => client.clone(),
         };
-        fields.push(("x-forwarded-for", Some(chain)));
-        fields.push(("x-real-ip", Some(client)));
+        fields.push(("x-forwarded-for", Some(Cow::Owned(chain))));
+        fields.push(("x-real-ip", Some(Cow::Owned(client))));
     }
     let proto = if origin.tls { "https" } else { "http" };
-    fields.push(("x-forwarded-proto", Some(proto.to_string())));
+    fields.push(("x-forwarded-proto", Some(Cow::Borrowed(proto))));
     if !origin.host.is_empty() {
-        fields.push(("x-forwarded-host", Some(origin.host.to_string())));
+        fields.push(("x-forwarded-host", Some(Cow::Borrowed(origin.host))));
     }
     if let Some(cookies) = &origin.cookies {
         let kept: Vec<String> = cookies
             .iter()
             .filter_map(|h| preview_auth::without_cookie(h, preview_auth::COOKIE))
             .collect();
-        fields.push(("cookie", (!kept.is_empty()).then(|| kept.join("; "))));
+        fields.push((
+            "cookie",
+            (!kept.is_empty()).then(|| Cow::Owned(kept.join("; "))),
+        ));
     }
     fields
 }
@@ -73,7 +77,7 @@ pub fn build(
     method: &str,
     target: &[u8],
     fields: &[httparse::Header<'_>],
-    set: &[Field],
+    set: &[Field<'_>],
 ) -> BytesMut {
     // Fields the client's Connection names are hop-by-hop too.
     let mut nominated: Vec<&[u8]> = Vec::new();
@@ -94,7 +98,7 @@ pub fn build(
         .sum::<usize>()
         + set
             .iter()
-            .map(|(n, v)| n.len() + v.as_ref().map_or(0, String::len) + 4)
+            .map(|(n, v)| n.len() + v.as_ref().map_or(0, |v| v.len()) + 4)
             .sum::<usize>();
     let mut out = BytesMut::with_capacity(method.len() + target.len() + 16 + size);
     out.extend_from_slice(method.as_bytes());
@@ -138,7 +142,7 @@ mod tests {
         let mut fields = [httparse::EMPTY_HEADER; 16];
         let mut req = httparse::Request::new(&mut fields);
         req.parse(raw).unwrap();
-        let set: Vec<Field> = vec![
+        let set: Vec<Field<'_>> = vec![
             ("x-forwarded-for", Some("10.0.0.1, 127.0.0.1".into())),
             ("cookie", None),
         ];
