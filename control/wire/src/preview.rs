@@ -15,10 +15,12 @@ pub fn parse(host: &str, domain: &str) -> Option<(String, u16)> {
     let label = host.strip_suffix(domain)?.strip_suffix(".preview.")?;
     let rest = label.strip_prefix("s-")?;
     let (id, port_text) = rest.rsplit_once('-')?;
-    let port: u16 = port_text.parse().ok().filter(|p| *p > 0)?;
-    if port.to_string() != port_text {
+    // Digits only, no leading zero (which also rules out 0): canonical.
+    let canonical = !port_text.starts_with('0') && port_text.bytes().all(|b| b.is_ascii_digit());
+    if !canonical {
         return None;
     }
+    let port: u16 = port_text.parse().ok()?;
     let valid = !id.is_empty()
         && id.len() <= 40
         && !id.starts_with('-')

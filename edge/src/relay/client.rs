@@ -2,17 +2,24 @@
 //! the head with the edge's `date` and `connection`, then the body as
 //! framed for the client (a chunked or close-delimited body chunked anew),
 //! flushed after every piece so that a streamed answer (server-sent
-//! events) arrives as the app sends it. The connection buffers writes (16
-//! KiB): a small answer leaves in one system call.
+//! events) arrives as the app sends it. The head waits for the body's first
+//! piece and a small one (up to 16 KiB) is copied behind it: one write to
+//! the connection, so one TLS record over HTTPS (the connection buffers
+//! writes too: one system call either way).
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use pingora::http::ResponseHeader;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use super::head::Head;
 
+/// Body pieces up to this size leave in the same write as the head.
+const COALESCE: usize = 16 * 1024;
+
 pub struct Client<'a, W> {
     io: &'a mut W,
+    /// The head, until the body's first piece is written.
+    head: Option<BytesMut>,
     /// The client's connection closes after this answer.
     close: bool,
     chunked: bool,
@@ -25,6 +32,7 @@ impl<'a, W: AsyncWrite + Unpin + Send> Client<'a, W> {
     pub fn new(io: &'a mut W, close: bool) -> Self {
         Self {
             io,
+            head: None,
             close,
             chunked: false,
             status: None,
@@ -37,15 +45,16 @@ impl<'a, W: AsyncWrite + Unpin + Send> Client<'a, W> {
         self.status
     }
 
-    /// Writes the head (it leaves with the body's first piece).
-    pub async fn head(&mut self, head: &mut Head) -> std::io::Result<()> {
+    /// Queues the head: it leaves with the body's first piece.
+    pub fn head(&mut self, head: Head) {
         self.status = Some(head.status);
         self.chunked = head.framing.chunked_to_client();
-        self.close_fields(&mut head.rendered);
-        self.io.write_all(&head.rendered).await
+        let mut rendered = head.rendered;
+        self.close_fields(&mut rendered);
+        self.head = Some(rendered);
     }
 
-    fn close_fields(&self, out: &mut bytes::BytesMut) {
+    fn close_fields(&self, out: &mut BytesMut) {
         out.extend_from_slice(b"date: ");
         out.extend_from_slice(pingora::protocols::http::date::get_cached_date().as_bytes());
         out.extend_from_slice(if self.close {
@@ -58,20 +67,34 @@ impl<'a, W: AsyncWrite + Unpin + Send> Client<'a, W> {
     /// Writes a piece of the body (possibly empty) and, with `end`, ends
     /// the body; everything written leaves.
     pub async fn body(&mut self, data: &[u8], end: bool) -> std::io::Result<()> {
-        if self.chunked && !data.is_empty() {
-            let mut size = [0u8; 18];
-            let n = hex(data.len(), &mut size);
-            self.io.write_all(&size[..n]).await?;
-        }
-        self.io.write_all(data).await?;
-        if self.chunked {
-            let tail: &[u8] = match (data.is_empty(), end) {
-                (false, true) => b"\r\n0\r\n\r\n",
-                (false, false) => b"\r\n",
-                (true, true) => b"0\r\n\r\n",
-                (true, false) => b"",
-            };
-            self.io.write_all(tail).await?;
+        let mut line = [0u8; 18];
+        let n = if self.chunked && !data.is_empty() {
+            hex(data.len(), &mut line)
+        } else {
+            0
+        };
+        let size = &line[..n];
+        let tail: &[u8] = match (self.chunked, data.is_empty(), end) {
+            (false, ..) | (true, true, false) => b"",
+            (true, false, true) => b"\r\n0\r\n\r\n",
+            (true, false, false) => b"\r\n",
+            (true, true, true) => b"0\r\n\r\n",
+        };
+        match self.head.take() {
+            Some(mut head) if data.len() <= COALESCE => {
+                head.extend_from_slice(size);
+                head.extend_from_slice(data);
+                head.extend_from_slice(tail);
+                self.io.write_all(&head).await?;
+            }
+            head => {
+                if let Some(head) = head {
+                    self.io.write_all(&head).await?;
+                }
+                self.io.write_all(size).await?;
+                self.io.write_all(data).await?;
+                self.io.write_all(tail).await?;
+            }
         }
         self.io.flush().await
     }
@@ -80,7 +103,7 @@ impl<'a, W: AsyncWrite + Unpin + Send> Client<'a, W> {
     /// and says the connection closes.
     pub async fn page(&mut self, header: &ResponseHeader, body: &Bytes) -> std::io::Result<()> {
         let status = header.status;
-        let mut out = bytes::BytesMut::with_capacity(256 + body.len());
+        let mut out = BytesMut::with_capacity(256 + body.len());
         out.extend_from_slice(b"HTTP/1.1 ");
         out.extend_from_slice(status.as_str().as_bytes());
         out.extend_from_slice(b" ");
@@ -137,12 +160,12 @@ mod tests {
 
     #[tokio::test]
     async fn an_answer_carries_the_edges_fields() {
-        let mut h = head::parse(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", false)
+        let h = head::parse(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", false)
             .unwrap()
             .unwrap();
         let mut out = Vec::new();
         let mut client = Client::new(&mut out, false);
-        client.head(&mut h).await.unwrap();
+        client.head(h);
         client.body(b"hello", true).await.unwrap();
         assert_eq!(client.status(), Some(200));
         assert_eq!(
@@ -153,12 +176,12 @@ mod tests {
 
     #[tokio::test]
     async fn a_chunked_body_is_chunked_anew_piece_by_piece() {
-        let mut h = head::parse(b"HTTP/1.0 200 OK\r\n\r\n", false)
+        let h = head::parse(b"HTTP/1.0 200 OK\r\n\r\n", false)
             .unwrap()
             .unwrap();
         let mut out = Vec::new();
         let mut client = Client::new(&mut out, true);
-        client.head(&mut h).await.unwrap();
+        client.head(h);
         client.body(b"", false).await.unwrap();
         client.body(&[b'x'; 20], false).await.unwrap();
         client.body(&vec![b'y'; 70_000], false).await.unwrap();

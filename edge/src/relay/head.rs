@@ -10,18 +10,21 @@ const MAX_FIELDS: usize = 128;
 
 /// Fields that describe one connection, not the message (RFC 9110 §7.6.1).
 /// `transfer-encoding` is re-decided for the client; `date` is the edge's
-/// own (written by `client`, as Pingora and nginx do).
-const DROPPED: [&str; 9] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "date",
-];
+/// own (written by `client`, as Pingora and nginx do). Matched by length
+/// first: every field of every answer is checked.
+fn dropped(name: &[u8]) -> bool {
+    let is = |other: &str| name.eq_ignore_ascii_case(other.as_bytes());
+    match name.len() {
+        2 => is("te"),
+        4 => is("date"),
+        7 => is("trailer") || is("upgrade"),
+        10 => is("connection") || is("keep-alive"),
+        16 => is("proxy-connection"),
+        17 => is("transfer-encoding"),
+        18 => is("proxy-authenticate"),
+        _ => false,
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Framing {
@@ -156,10 +159,7 @@ pub fn parse(buf: &[u8], head_request: bool) -> Result<Option<Head>, HeadError> 
     rendered.extend_from_slice(b"\r\n");
     for field in response.headers.iter() {
         let name = field.name.as_bytes();
-        let dropped = DROPPED
-            .iter()
-            .any(|h| name.eq_ignore_ascii_case(h.as_bytes()))
-            || nominated.iter().any(|n| name.eq_ignore_ascii_case(n));
+        let dropped = dropped(name) || nominated.iter().any(|n| name.eq_ignore_ascii_case(n));
         // With chunked framing a content-length is wrong (RFC 9112 §6.3).
         let stale_length =
             framing == Framing::Chunked && name.eq_ignore_ascii_case(b"content-length");

@@ -279,13 +279,11 @@ impl Relay {
         client: &mut Client<'_, W>,
         stream: &mut TcpStream,
         mut buf: BytesMut,
-        mut head: Head,
+        head: Head,
     ) -> Result<bool, RelayError> {
-        client
-            .head(&mut head)
-            .await
-            .map_err(RelayError::Downstream)?;
-        match head.framing {
+        let (framing, keep_alive) = (head.framing, head.keep_alive);
+        client.head(head);
+        match framing {
             Framing::Empty => {
                 send(client, &[], true).await?;
             }
@@ -340,7 +338,7 @@ impl Relay {
             },
         }
         // Bytes after the response: the app is confused; do not reuse.
-        Ok(head.keep_alive && buf.is_empty())
+        Ok(keep_alive && buf.is_empty())
     }
 }
 

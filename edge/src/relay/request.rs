@@ -10,15 +10,18 @@ use bytes::BytesMut;
 use crate::preview_auth;
 
 /// Request fields that describe the client's connection, not the request.
-const HOP_BY_HOP: [&str; 7] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "upgrade",
-];
+/// Matched by length first: every field of every request is checked.
+fn hop_by_hop(name: &[u8]) -> bool {
+    let is = |other: &str| name.eq_ignore_ascii_case(other.as_bytes());
+    match name.len() {
+        2 => is("te"),
+        7 => is("trailer") || is("upgrade"),
+        10 => is("connection") || is("keep-alive"),
+        16 => is("proxy-connection"),
+        19 => is("proxy-authorization"),
+        _ => false,
+    }
+}
 
 /// A field the edge sets on a request for an app, replacing the client's;
 /// `None` removes it.
@@ -114,7 +117,7 @@ pub fn build(
     for field in fields {
         let name = field.name.as_bytes();
         let is = |other: &[u8]| name.eq_ignore_ascii_case(other);
-        let dropped = HOP_BY_HOP.iter().any(|h| is(h.as_bytes()))
+        let dropped = hop_by_hop(name)
             || nominated.iter().any(|n| is(n))
             || set.iter().any(|(f, _)| is(f.as_bytes()));
         if !dropped {
