@@ -215,3 +215,25 @@ async fn requests_served_by_the_edge_and_by_pingora_share_one_connection() {
     assert_eq!(conn.answer().await.status, 400);
     assert!(!edge.log_text().contains("panicked"), "{}", edge.log_text());
 }
+
+#[tokio::test]
+async fn a_shutting_down_edge_closes_idle_connections_at_once() {
+    let (c, edge) = common::stack(&[], &[("BERTH_EDGE_GRACE_PERIOD", "20")]).await;
+    let id = common::app_sandbox(&c, serde_json::json!({})).await;
+    let host = edge.preview_host(&id, 3000);
+    common::until_served(&edge, &host).await;
+    let mut conn = Conn::open(edge.port).await;
+    conn.send(&get(&host, "/", "")).await;
+    assert_eq!(conn.answer().await.status, 200);
+
+    // Graceful shutdown: listeners stop, and a kept-alive connection with
+    // no request in flight is closed then, not held for the grace period
+    // (its client would send its next request into a closing edge).
+    // `closed` waits at most 10 s: half the grace period.
+    edge.signal("TERM");
+    assert!(
+        conn.closed().await,
+        "the idle connection is closed\n{}",
+        edge.log_text()
+    );
+}
