@@ -2,7 +2,9 @@
 //! as Pingora's path (`request_filter`, `preview`), taken only when they
 //! need no answer of the edge's own. Anything that would (a redirect to
 //! HTTPS, a 404, a 401, a token exchange, a wake, a warming port, a
-//! look-up at control) is `None`: Pingora's path takes the request.
+//! look-up of a sandbox the route table does not know) is `None`:
+//! Pingora's path takes the request. A private preview's cookie is checked
+//! by `PreviewAuth::check_any`, as Pingora's path checks it.
 
 use std::net::SocketAddr;
 use std::sync::PoisonError;
