@@ -37,8 +37,10 @@ cleanup() {
   wait 2>/dev/null || true
   if [ -n "${INSTANCE:-}" ]; then
     docker ps -aq --filter "label=berth.instance=$INSTANCE" | xargs -r docker rm -f >/dev/null
+    # The egress rules control installed for this run.
+    deploy/firewall/berth-firewall.sh remove "$INSTANCE" >/dev/null 2>&1 || true
   fi
-  docker network rm "$NETWORK" >/dev/null 2>&1 || true
+  docker network rm "$NETWORK" "$NETWORK-internal" >/dev/null 2>&1 || true
   rm -rf "$WORK"
 }
 trap cleanup EXIT
