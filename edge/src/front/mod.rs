@@ -203,7 +203,7 @@ impl FrontDoor {
             forwarded_for: req.values("x-forwarded-for").next(),
             tls,
             host: &req.host,
-            cookies: sandbox.is_some().then(|| cookies.clone()),
+            cookies: sandbox.is_some().then_some(cookies.as_slice()),
         });
         let request = upstream_request::build(req.method, req.target, req.fields, &set);
         let close = req.close || closing;

@@ -51,8 +51,7 @@ impl Edge {
             path: asked.path,
             method: asked.method,
         };
-        let entrypoint = if asked.tls { "websecure" } else { "web" };
-        let addr = table.router(&request, entrypoint, asked.tls)?.upstream?;
+        let addr = table.router_for(&request, asked.tls)?.upstream?;
         Some(Direct {
             addr,
             sandbox: None,

@@ -187,8 +187,7 @@ impl ProxyHttp for Proxy {
                 path: req.uri.path(),
                 method: req.method.as_str(),
             };
-            let entrypoint = if ctx.tls { "websecure" } else { "web" };
-            if let Some(router) = table.router(&request, entrypoint, ctx.tls) {
+            if let Some(router) = table.router_for(&request, ctx.tls) {
                 if let Some(addr) = router.upstream {
                     ctx.upstream = Some(addr);
                     return Ok(false);

@@ -19,13 +19,15 @@ impl Edge {
     /// `relay::request::forwarded`).
     pub(super) fn forwarded<'a>(session: &'a Session, ctx: &'a Ctx) -> Vec<Field<'a>> {
         let req = session.req_header();
-        let cookies = ctx.strip_cookie.then(|| {
+        let cookies: Vec<&str> = if ctx.strip_cookie {
             req.headers
                 .get_all("cookie")
                 .iter()
                 .filter_map(|v| v.to_str().ok())
                 .collect()
-        });
+        } else {
+            Vec::new()
+        };
         request::forwarded(&Origin {
             client: session
                 .client_addr()
@@ -37,7 +39,7 @@ impl Edge {
                 .and_then(|v| v.to_str().ok()),
             tls: ctx.tls,
             host: &ctx.host,
-            cookies,
+            cookies: ctx.strip_cookie.then_some(cookies.as_slice()),
         })
     }
 

@@ -28,7 +28,7 @@ fn hop_by_hop(name: &[u8]) -> bool {
 pub type Field<'a> = (&'static str, Option<Cow<'a, str>>);
 
 /// Where a request came from, for the fields the edge sets on it.
-pub struct Origin<'a> {
+pub struct Origin<'a, 'c> {
     pub client: Option<IpAddr>,
     /// The client's `X-Forwarded-For` (its first), extended with `client`.
     pub forwarded_for: Option<&'a str>,
@@ -38,14 +38,14 @@ pub struct Origin<'a> {
     /// The client's `Cookie` fields, when berth's preview cookie is to be
     /// taken out of them (every preview request: it is berth's, not the
     /// app's).
-    pub cookies: Option<Vec<&'a str>>,
+    pub cookies: Option<&'c [&'c str]>,
 }
 
 /// The fields the edge sets on a request for an app, each replacing the
 /// client's (`None` removes it): X-Forwarded-*, X-Real-IP, and the cookie
 /// without the preview cookie. Pingora's path and the relay's use this one
 /// list.
-pub fn forwarded<'a>(origin: &Origin<'a>) -> Vec<Field<'a>> {
+pub fn forwarded<'a>(origin: &Origin<'a, '_>) -> Vec<Field<'a>> {
     let mut fields = Vec::with_capacity(5);
     if let Some(client) = origin.client.map(|ip| ip.to_string()) {
         let chain = match origin.forwarded_for {
@@ -60,7 +60,7 @@ pub fn forwarded<'a>(origin: &Origin<'a>) -> Vec<Field<'a>> {
     if !origin.host.is_empty() {
         fields.push(("x-forwarded-host", Some(Cow::Borrowed(origin.host))));
     }
-    if let Some(cookies) = &origin.cookies {
+    if let Some(cookies) = origin.cookies {
         let kept: Vec<String> = cookies
             .iter()
             .filter_map(|h| preview_auth::without_cookie(h, preview_auth::COOKIE))

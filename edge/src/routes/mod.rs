@@ -166,6 +166,13 @@ impl RouteTable {
         self.sandboxes.get(id)
     }
 
+    /// The Traefik router for a request on the edge's own entrypoints:
+    /// `websecure` over TLS, `web` otherwise.
+    pub fn router_for(&self, req: &Request<'_>, tls: bool) -> Option<&Router> {
+        let entrypoint = if tls { "websecure" } else { "web" };
+        self.router(req, entrypoint, tls)
+    }
+
     /// The Traefik router for a request arriving on `entrypoint`.
     pub fn router(&self, req: &Request<'_>, entrypoint: &str, tls: bool) -> Option<&Router> {
         self.routers.iter().find(|r| {
